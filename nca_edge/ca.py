@@ -1,0 +1,92 @@
+"""The cellular automaton: state layout, the one CA step, mutation, fire-mask sources.
+
+State: float tensor [B, C, H, W]. Channel 0 is the grey pixel (immutable, in [0, 1]);
+channels 1..C-1 are the cell's mutable state, the last ``n_classes`` are class scores.
+A cell is *alive* when its pixel > ``alive_threshold``; only alive cells ever change, so a
+dead cell's mutable channels stay exactly 0 forever.
+
+``ca_step`` below is the definition of one step. The trainer and evaluator run the same
+step in the alive-cell layout (``nca_edge.cells``), which is tested equal to this function.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+import torch
+
+from .config import CAConfig
+
+# A fire-mask source: (step index, grid shape (B, H, W)) -> bool tensor [B, H, W].
+# True = the cell updates at this step (before the alive mask is applied).
+
+
+class MaskSource(Protocol):
+    def __call__(self, step: int, shape: tuple[int, int, int]) -> torch.Tensor: ...
+
+
+def random_masks(fire_rate: float, seed: int, device: torch.device | str = "cpu") -> MaskSource:
+    """Bernoulli(fire_rate) masks from a seeded torch generator: u ~ U[0,1), fire = u <= rate.
+
+    Deterministic given the seed and the sequence of calls.
+    """
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+
+    def source(step: int, shape: tuple[int, int, int]) -> torch.Tensor:
+        return torch.rand(shape, generator=gen, device=device) <= fire_rate
+
+    return source
+
+
+def seed_state(pixels: torch.Tensor, cfg: CAConfig) -> torch.Tensor:
+    """Initial state for grey images [B, H, W] in [0, 1]: pixel channel + zeros."""
+    b, h, w = pixels.shape
+    state = pixels.new_zeros((b, cfg.channels, h, w))
+    state[:, 0] = pixels
+    return state
+
+
+def alive_mask(state: torch.Tensor, cfg: CAConfig) -> torch.Tensor:
+    """Bool [B, 1, H, W]: the cells that may change (pixel > alive_threshold)."""
+    return state[:, :1] > cfg.alive_threshold
+
+
+def ca_step(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    state: torch.Tensor,
+    fire: torch.Tensor,
+    noise: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """One CA step (the definition every other execution path is tested against).
+
+    state [B, C, H, W]; fire bool [B, H, W]; noise None or [B, C-1, H, W] (training only).
+
+        ds = model(state) (+ noise)
+        state'[0]  = state[0]
+        state'[1:] = state[1:] + ds * (fire and alive)
+    """
+    cfg: CAConfig = model.cfg  # type: ignore[attr-defined]
+    ds = model(state)
+    if noise is not None:
+        ds = ds + noise
+    update = (fire.unsqueeze(1) & alive_mask(state, cfg)).to(ds.dtype)
+    return torch.cat([state[:, :1], state[:, 1:] + ds * update], dim=1)
+
+
+def mutate(state: torch.Tensor, new_pixels: torch.Tensor, cfg: CAConfig) -> torch.Tensor:
+    """Swap the underlying digit (the article's mutation).
+
+    The pixel channel becomes the new digit; mutable state is kept where the new digit is
+    alive and erased elsewhere (cells alive only in the new digit start from the zeros that
+    every dead cell holds).
+    """
+    out = seed_state(new_pixels, cfg)
+    keep = (new_pixels > cfg.alive_threshold).unsqueeze(1).to(state.dtype)
+    out[:, 1:] = state[:, 1:] * keep
+    return out
+
+
+def class_scores(state: torch.Tensor, cfg: CAConfig) -> torch.Tensor:
+    """The last n_classes channels [B, n_classes, H, W]."""
+    return state[:, cfg.channels - cfg.n_classes :]

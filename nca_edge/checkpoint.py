@@ -1,0 +1,167 @@
+"""Checkpoints: safetensors weights + a JSON sidecar. No pickle anywhere.
+
+A checkpoint is two files with one stem: ``NAME.safetensors`` (the tensors) and ``NAME.json``
+(the sidecar)::
+
+    {
+      "format": "nca-edge-checkpoint", "format_version": 1,
+      "variant": "float",                 # = config.ca.quant
+      "config": {...},                    # nca_edge.config.Config, every hyperparameter
+      "recipe": "...",                    # the command that produced it
+      "data": {"dataset": "mnist", "sha256": "..."},
+      "iterations": 100000, "train_seconds": 7000.0, "device": "cpu",
+      "metrics": {...},                   # filled by `nca-edge eval --save-metrics` (optional)
+      "package_version": "0.1.0"
+    }
+
+Loading checks the tensors against the shapes the config implies and fails with one clear
+line on a missing, extra or misshaped tensor, an unreadable file or a bad sidecar.
+Both files are written to temporary names first and renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .config import Config
+from .errors import NCAEdgeError
+from .model import CAModel, param_shapes
+
+FORMAT = "nca-edge-checkpoint"
+FORMAT_VERSION = 1
+
+
+def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
+    """Accept ``X``, ``X.safetensors`` or ``X.json``; return (tensors path, sidecar path)."""
+    p = Path(path)
+    if p.suffix in (".safetensors", ".json"):
+        p = p.with_suffix("")
+    return p.with_name(p.name + ".safetensors"), p.with_name(p.name + ".json")
+
+
+def _umask_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, _umask_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+        os.chmod(tmp, _umask_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_checkpoint(path: str | Path, model: CAModel, config: Config, **meta) -> Path:
+    """Write NAME.safetensors + NAME.json; returns the tensors path."""
+    tpath, jpath = checkpoint_paths(path)
+    sidecar = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "variant": config.ca.quant,
+        "config": config.to_dict(),
+        "package_version": __version__,
+        "metrics": {},
+    }
+    sidecar.update(meta)
+    atomic_save_tensors(tpath, dict(model.state_dict()))
+    atomic_write_bytes(jpath, (json.dumps(sidecar, indent=2, sort_keys=True) + "\n").encode())
+    return tpath
+
+
+def read_sidecar(path: str | Path) -> dict:
+    _, jpath = checkpoint_paths(path)
+    if not jpath.is_file():
+        raise NCAEdgeError(f"{jpath}: checkpoint sidecar not found (a checkpoint is NAME.safetensors + NAME.json)")
+    try:
+        meta = json.loads(jpath.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise NCAEdgeError(f"{jpath}: corrupt checkpoint sidecar ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise NCAEdgeError(f"{jpath}: not an nca-edge checkpoint sidecar (format != {FORMAT!r})")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise NCAEdgeError(f"{jpath}: checkpoint format version {meta.get('format_version')} is not supported (want {FORMAT_VERSION})")
+    return meta
+
+
+def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[CAModel, Config, dict]:
+    """Load (model, config, sidecar). Raises NCAEdgeError with one clear line on any problem."""
+    tpath, jpath = checkpoint_paths(path)
+    meta = read_sidecar(path)
+    try:
+        config = Config.from_dict(meta["config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise NCAEdgeError(f"{jpath}: invalid config in sidecar ({e})") from None
+    if meta.get("variant") != config.ca.quant:
+        raise NCAEdgeError(f"{jpath}: sidecar variant {meta.get('variant')!r} does not match config quant {config.ca.quant!r}")
+    if not tpath.is_file():
+        raise NCAEdgeError(f"{tpath}: checkpoint weights not found")
+    try:
+        tensors = load_file(str(tpath), device=map_location)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise NCAEdgeError(f"{tpath}: unreadable or corrupt safetensors file ({e})") from None
+    expected = param_shapes(config.ca)
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing:
+        raise NCAEdgeError(f"{tpath}: missing tensors {missing} for the {config.ca.quant} config in {jpath.name}")
+    if extra:
+        raise NCAEdgeError(f"{tpath}: unexpected tensors {extra} (config in {jpath.name} does not describe this file)")
+    for name, shape in expected.items():
+        if tuple(tensors[name].shape) != shape:
+            raise NCAEdgeError(
+                f"{tpath}: tensor {name} has shape {tuple(tensors[name].shape)}, the config in {jpath.name} implies {shape}"
+            )
+        if not tensors[name].is_floating_point():
+            raise NCAEdgeError(f"{tpath}: tensor {name} has dtype {tensors[name].dtype}, expected floating point")
+    model = CAModel(config.ca)
+    model.load_state_dict({k: v.float() for k, v in tensors.items()})
+    model.to(map_location)
+    return model, config, meta
+
+
+def shipped_models_dir() -> Path:
+    return Path(__file__).resolve().parent / "models"
+
+
+def resolve_model(name_or_path: str) -> Path:
+    """`float` (etc.) -> the shipped checkpoint; anything else -> a checkpoint path."""
+    shipped = shipped_models_dir() / f"{name_or_path}.safetensors"
+    if "/" not in name_or_path and not name_or_path.endswith((".safetensors", ".json")) and shipped.is_file():
+        return shipped
+    tpath, jpath = checkpoint_paths(name_or_path)
+    if not tpath.exists() and not jpath.exists():
+        names = sorted(p.stem for p in shipped_models_dir().glob("*.safetensors"))
+        raise NCAEdgeError(f"model {name_or_path!r} not found: give a checkpoint path or a shipped model ({', '.join(names) or 'none'})")
+    return tpath

