@@ -146,3 +146,10 @@ def test_real_mnist_standard_split_and_cache(tmp_path, monkeypatch):
         np.testing.assert_array_equal(z["test_x"], d.test_x)
     again = data.load_digits("mnist")
     np.testing.assert_array_equal(again.train_y, d.train_y)
+
+
+@pytest.mark.skipif(not data.FASHION_DEBIAN_DIR.is_dir(), reason="Debian's dataset-fashion-mnist is not installed (.ci/run installs it)")
+def test_fashion_mnist_is_found_at_the_debian_path():
+    d = data.load_digits("fashion")
+    assert d.train_x.shape == (60000, 28, 28) and d.test_x.shape == (10000, 28, 28)
+    assert d.name == "fashion" and d.test_y[:3].tolist() == [9, 2, 1]  # ankle boot, pullover, trouser
