@@ -40,14 +40,27 @@ class CAConfig:
     noise_std: float = 0.02
     alive_threshold: float = 0.1
     quant: str = "float"
+    # ban/bnn only: also binarize the first layer's input (the state), as sign(state - t_c) with a
+    # learned threshold per channel; False keeps the state real-valued there (first-layer exception).
+    binary_input: bool = False
 
     def __post_init__(self) -> None:
         if self.quant not in QUANT_VARIANTS:
             raise ValueError(f"unknown quantization variant {self.quant!r}; expected one of {QUANT_VARIANTS}")
         if self.channels < self.n_classes + 1:
             raise ValueError("channels must hold the pixel and the class scores")
+        if self.binary_input and not self.binary_activations:
+            raise ValueError("binary_input needs a variant with binary activations (ban, bnn)")
         if not 0.0 < self.fire_rate <= 1.0:
             raise ValueError("fire_rate must be in (0, 1]")
+
+    @property
+    def binary_weights(self) -> bool:
+        return self.quant in ("bwn", "bnn")
+
+    @property
+    def binary_activations(self) -> bool:
+        return self.quant in ("ban", "bnn")
 
     @property
     def mutable(self) -> int:
@@ -56,7 +69,7 @@ class CAConfig:
 
     def param_count(self) -> int:
         c, p, h = self.channels, self.perception, self.hidden
-        return (9 * c * p + p) + (p * h + h) + (h * (c - 1) + (c - 1))
+        return (9 * c * p + p) + (p * h + h) + (h * (c - 1) + (c - 1)) + (c if self.binary_input else 0)
 
 
 @dataclass(frozen=True)
@@ -76,6 +89,7 @@ class TrainConfig:
     dataset: str = "mnist"
     seed: int = 0
     checkpoint_every: int = 1000
+    init_from: str = ""  # warm start: a checkpoint (path or shipped name) whose matching tensors are copied
 
     def __post_init__(self) -> None:
         if self.n_fresh + self.n_mutate > self.batch_size:

@@ -113,7 +113,7 @@ def evaluate(
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=n * steps, unit="cell-grid-step", unit_scale=True, desc="eval", dynamic_ncols=True)
+        bar = tqdm(total=n * steps, unit="digit-step", unit_scale=True, mininterval=1.0, desc="eval", dynamic_ncols=True)
     for start in range(0, n, batch_size):
         ids = np.arange(start, min(start + batch_size, n))
         px = torch.from_numpy(to_float(images[ids])).to(device)

@@ -1,14 +1,27 @@
 """The cell's update network: perception (3x3 conv) and update (two 1x1 convs).
 
+float (the article's model)::
+
     ds = W3 · relu(W2 · relu(conv3x3(state; W1) + b1) + b2) + b3
 
 Parameters (defaults): W1 [80, 20, 3, 3] + b1 [80], W2 [80, 80, 1, 1] + b2 [80],
 W3 [19, 80, 1, 1] + b3 [19] (zero-initialised, so an untrained CA starts as the identity):
 14,480 + 6,480 + 1,539 = 22,499.
 
+Quantized variants (``CAConfig.quant``; quantizers in ``nca_edge.quant``, Larq semantics):
+
+* bwn: every kernel W_i is replaced by ``magnitude_aware_sign(W_i)`` = alpha_o * sign(W_i[o]);
+  activations stay real (ReLU).
+* ban: real kernels; the inputs of the 2nd and 3rd convs are binary: ``sign(pre-activation)``
+  replaces ReLU (sign(relu(x)) would be constantly +1), so each bias acts as a threshold.
+  With ``binary_input`` the state entering the 3x3 conv is binary too:
+  ``sign(state_c - t_c)`` with a learned threshold per channel; out-of-grid neighbours are
+  empty cells (state 0), quantized like any other cell (pad, then quantize).
+* bnn: both.
+
 The same parameters are applied in two layouts that compute the same function:
 
-* ``forward(state)``: dense grids ``[B, C, H, W]`` (zero padding), the definition;
+* ``forward(state)``: dense grids ``[B, C, H, W]`` (zero-padded state), the definition;
 * ``forward_cells(patches)``: a list of cells, each with its 3x3 neighbourhood flattened in
   (dy, dx, channel) order ``[N, 9*C]``; used by the alive-cell fast path (``nca_edge.cells``),
   which computes only the cells that can change.
@@ -21,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import CAConfig
+from .quant import clip_latent_, magnitude_aware_sign, ste_sign
 
 # Tensor names in checkpoints (safetensors keys) and their shapes for a config.
 PARAM_NAMES = ("perceive.weight", "perceive.bias", "update1.weight", "update1.bias", "update2.weight", "update2.bias")
@@ -28,7 +42,7 @@ PARAM_NAMES = ("perceive.weight", "perceive.bias", "update1.weight", "update1.bi
 
 def param_shapes(cfg: CAConfig) -> dict[str, tuple[int, ...]]:
     c, p, h = cfg.channels, cfg.perception, cfg.hidden
-    return {
+    shapes = {
         "perceive.weight": (p, c, 3, 3),
         "perceive.bias": (p,),
         "update1.weight": (h, p, 1, 1),
@@ -36,6 +50,9 @@ def param_shapes(cfg: CAConfig) -> dict[str, tuple[int, ...]]:
         "update2.weight": (c - 1, h, 1, 1),
         "update2.bias": (c - 1,),
     }
+    if cfg.binary_input:
+        shapes["input_threshold"] = (c,)
+    return shapes
 
 
 class CAModel(nn.Module):
@@ -43,7 +60,7 @@ class CAModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         c, p, h = cfg.channels, cfg.perception, cfg.hidden
-        self.perceive = nn.Conv2d(c, p, 3, padding=1)
+        self.perceive = nn.Conv2d(c, p, 3, padding=0)
         self.update1 = nn.Conv2d(p, h, 1)
         self.update2 = nn.Conv2d(h, c - 1, 1)
         # Keras defaults, as in the article's notebook: glorot-uniform kernels, zero biases;
@@ -53,16 +70,55 @@ class CAModel(nn.Module):
             nn.init.zeros_(conv.bias)
         nn.init.zeros_(self.update2.weight)
         nn.init.zeros_(self.update2.bias)
+        if cfg.binary_weights:
+            # A binarized all-zero kernel has scale 0 and passes no gradient: start tiny instead.
+            nn.init.uniform_(self.update2.weight, -1e-3, 1e-3)
+        if cfg.binary_input:
+            # Thresholds between "empty" (0) and typical values: the pixel's is the alive threshold.
+            t = torch.zeros(c)
+            t[0] = cfg.alive_threshold
+            self.input_threshold = nn.Parameter(t)
+
+    # ------------------------------------------------------------------ quantized pieces
+    def kernels(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        ws = (self.perceive.weight, self.update1.weight, self.update2.weight)
+        if self.cfg.binary_weights:
+            ws = tuple(magnitude_aware_sign(w) for w in ws)
+        return ws
+
+    def act(self, x: torch.Tensor) -> torch.Tensor:
+        return ste_sign(x) if self.cfg.binary_activations else F.relu(x)
+
+    def quantize_input(self, x: torch.Tensor, channel_dim: int) -> torch.Tensor:
+        if not self.cfg.binary_input:
+            return x
+        shape = [1] * x.dim()
+        shape[channel_dim] = -1
+        return ste_sign(x - self.input_threshold.view(shape))
+
+    def clip_latent_weights(self) -> None:
+        """Larq's weight_clip: keep latent binary kernels in [-1, 1] (call after each step)."""
+        if self.cfg.binary_weights:
+            for w in (self.perceive.weight, self.update1.weight, self.update2.weight):
+                clip_latent_(w)
+
+    # ------------------------------------------------------------------ the two layouts
+    def _update(self, pre: torch.Tensor, w2: torch.Tensor, w3: torch.Tensor) -> torch.Tensor:
+        """Channels-last pre-activations of the 3x3 conv [..., P] -> ds [..., C-1]."""
+        x = F.linear(self.act(pre), w2.flatten(1), self.update1.bias)
+        return F.linear(self.act(x), w3.flatten(1), self.update2.bias)
 
     def forward(self, state: torch.Tensor) -> torch.Tensor:
         """Dense layout: state [B, C, H, W] -> residual update ds [B, C-1, H, W]."""
-        x = F.relu(self.perceive(state))
-        x = F.relu(self.update1(x))
-        return self.update2(x)
+        w1, w2, w3 = self.kernels()
+        x = self.quantize_input(F.pad(state, (1, 1, 1, 1)), channel_dim=1)
+        pre = F.conv2d(x, w1, self.perceive.bias).permute(0, 2, 3, 1)
+        return self._update(pre, w2, w3).permute(0, 3, 1, 2)
 
     def forward_cells(self, patches: torch.Tensor) -> torch.Tensor:
         """Cell layout: patches [N, 9*C] in (dy, dx, c) order -> ds [N, C-1]."""
-        w1 = self.perceive.weight.permute(0, 2, 3, 1).reshape(self.perceive.out_channels, -1)
-        x = F.relu(F.linear(patches, w1, self.perceive.bias))
-        x = F.relu(F.linear(x, self.update1.weight.flatten(1), self.update1.bias))
-        return F.linear(x, self.update2.weight.flatten(1), self.update2.bias)
+        w1, w2, w3 = self.kernels()
+        n = patches.shape[0]
+        x = self.quantize_input(patches.view(n, 9, -1), channel_dim=2).reshape(n, -1)
+        pre = F.linear(x, w1.permute(0, 2, 3, 1).reshape(w1.shape[0], -1), self.perceive.bias)
+        return self._update(pre, w2, w3)

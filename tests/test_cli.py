@@ -52,12 +52,15 @@ def test_eval_writes_json_markdown_and_png_with_the_numbers_eval_computes(run, t
     "args, message",
     [
         (["eval", "no/such/checkpoint"], "not found"),
-        (["train", "--quant", "bnn", "--iterations", "1"], "not implemented yet"),
+        (["train", "--quant", "bwn", "--binary-input", "--iterations", "1"], "--binary-input needs"),
+        (["train", "--init", "no-such-model", "--iterations", "1", "--subset", "10"], "not found"),
         (["eval", "float", "--data-dir", "/nonexistent"], "not a directory"),
         (["eval", "float", "--dataset", "fashion", "--data-dir", "/tmp"], "missing"),
     ],
 )
-def test_bad_input_is_one_line_and_non_zero(run, args, message):
+def test_bad_input_is_one_line_and_non_zero(run, args, message, tmp_path):
+    if args[0] == "train":
+        args = [*args, "--out", str(tmp_path / "run")]
     r = run(*args)
     assert r.exit_code != 0
     lines = [l for l in r.output.splitlines() if l.startswith("error:")]

@@ -82,12 +82,26 @@ class Trainer:
 
         torch.manual_seed(self.tc.seed)  # parameter initialisation
         self.model = CAModel(self.cfg).to(device)
+        if self.tc.init_from:
+            self._warm_start(self.tc.init_from)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=self.tc.lr)
         self.gen = torch.Generator(device="cpu").manual_seed(self.tc.seed)  # data sampling
         self.dgen = torch.Generator(device=device).manual_seed(self.tc.seed + 1)  # masks, noise
         self.iteration = 0
         self.elapsed = 0.0
         self.pool_x, self.pool_y = self._fresh(self.tc.pool_size)
+
+    def _warm_start(self, path: str) -> None:
+        """Copy every tensor of a checkpoint (e.g. the float model) whose name and shape match."""
+        from nca_edge.checkpoint import load_checkpoint, resolve_model
+
+        src, _, _ = load_checkpoint(resolve_model(path), map_location=str(self.device))
+        own = self.model.state_dict()
+        copied = {k: v for k, v in src.state_dict().items() if k in own and own[k].shape == v.shape}
+        if not copied:
+            raise NCAEdgeError(f"--init {path}: no tensor matches this model's names and shapes")
+        self.model.load_state_dict(copied, strict=False)
+        self.model.clip_latent_weights()
 
     # ------------------------------------------------------------------ data
     def _sample_digits(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,6 +148,7 @@ class Trainer:
         for group in self.opt.param_groups:
             group["lr"] = tc.lr_at(self.iteration)
         self.opt.step()
+        self.model.clip_latent_weights()
         with torch.no_grad():
             self.pool_x[idx] = plan.scatter(hidden.detach(), x[:, 0])
             self.pool_y[idx] = y

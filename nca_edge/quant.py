@@ -1,0 +1,76 @@
+"""Quantizers for quantization-aware training, with Larq's semantics.
+
+Each quantizer is a forward map plus a pseudo-gradient for the backward pass.
+
+``ste_sign`` (Larq ``ste_sign``)::
+
+    forward:   q(x) = +1 if x >= 0 else -1          (sign(0) = +1, never 0)
+    backward:  dq/dx = 1 if |x| <= clip_value else 0   (straight-through, clipped)
+
+``approx_sign`` (Larq ``approx_sign``, Bi-Real Net)::
+
+    forward:   as ste_sign
+    backward:  dq/dx = 2 (1 - |x|) if |x| <= 1 else 0
+
+``magnitude_aware_sign`` (Larq ``MagnitudeAwareSign``, for kernels; torch layout [out, in, kh, kw])::
+
+    forward:   q(W)[o] = alpha_o * ste_sign(W[o]),   alpha_o = mean |W[o]|   (per output channel)
+    backward:  alpha is treated as a constant (stop-gradient); ste_sign's clipped STE for W
+
+``clip_latent_`` is Larq's ``weight_clip`` constraint: latent real weights are clipped to
+[-1, 1] after every optimiser step, so the STE window stays meaningful.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class _SteSign(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, clip_value: float | None) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.clip_value = clip_value
+        return torch.where(x >= 0, torch.ones_like(x), -torch.ones_like(x))
+
+    @staticmethod
+    def backward(ctx, dy: torch.Tensor):
+        (x,) = ctx.saved_tensors
+        if ctx.clip_value is None:
+            return dy, None
+        return dy * (x.abs() <= ctx.clip_value).to(dy.dtype), None
+
+
+class _ApproxSign(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        return torch.where(x >= 0, torch.ones_like(x), -torch.ones_like(x))
+
+    @staticmethod
+    def backward(ctx, dy: torch.Tensor):
+        (x,) = ctx.saved_tensors
+        a = x.abs()
+        return dy * torch.where(a <= 1.0, 2.0 * (1.0 - a), torch.zeros_like(a))
+
+
+def ste_sign(x: torch.Tensor, clip_value: float | None = 1.0) -> torch.Tensor:
+    return _SteSign.apply(x, clip_value)
+
+
+def approx_sign(x: torch.Tensor) -> torch.Tensor:
+    return _ApproxSign.apply(x)
+
+
+def channel_scale(w: torch.Tensor) -> torch.Tensor:
+    """alpha_o = mean |W[o]| over every axis but the first (output channel), detached."""
+    return w.detach().abs().mean(dim=tuple(range(1, w.dim())), keepdim=True)
+
+
+def magnitude_aware_sign(w: torch.Tensor, clip_value: float | None = 1.0) -> torch.Tensor:
+    return channel_scale(w) * ste_sign(w, clip_value)
+
+
+@torch.no_grad()
+def clip_latent_(w: torch.Tensor, clip_value: float = 1.0) -> None:
+    w.clamp_(-clip_value, clip_value)

@@ -1,0 +1,93 @@
+"""Quantizers on hand-made tensors (Larq semantics), per-channel scales, and the variants' models."""
+
+import pytest
+import torch
+
+from nca_edge.ca import ca_step, seed_state
+from nca_edge.cells import AliveCells
+from nca_edge.config import CAConfig
+from nca_edge.model import CAModel
+from nca_edge.quant import approx_sign, channel_scale, clip_latent_, magnitude_aware_sign, ste_sign
+
+
+def test_ste_sign_forward_has_sign_of_zero_plus_one():
+    x = torch.tensor([-2.0, -1.0, -1e-7, 0.0, 1e-7, 1.0, 3.0])
+    assert ste_sign(x).tolist() == [-1, -1, -1, 1, 1, 1, 1]
+
+
+def test_ste_sign_gradient_is_clipped_at_one_inclusive():
+    x = torch.tensor([-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.0001, 2.0], requires_grad=True)
+    ste_sign(x).backward(torch.arange(1.0, 9.0))
+    assert x.grad.tolist() == [0, 2, 3, 4, 5, 6, 0, 0]
+
+
+def test_ste_sign_without_clip_passes_every_gradient():
+    x = torch.tensor([-5.0, 0.0, 5.0], requires_grad=True)
+    ste_sign(x, clip_value=None).sum().backward()
+    assert x.grad.tolist() == [1, 1, 1]
+
+
+def test_approx_sign_gradient():
+    x = torch.tensor([-1.5, -0.5, 0.0, 0.25, 1.0], requires_grad=True)
+    y = approx_sign(x)
+    assert y.tolist() == [-1, -1, 1, 1, 1]
+    y.sum().backward()
+    assert x.grad.tolist() == pytest.approx([0.0, 1.0, 2.0, 1.5, 0.0])
+
+
+def test_magnitude_aware_sign_uses_the_mean_abs_per_output_channel():
+    w = torch.tensor([[[[0.5]], [[-0.25]]], [[[-2.0]], [[0.0]]]])  # [out=2, in=2, 1, 1]
+    assert channel_scale(w).flatten().tolist() == [0.375, 1.0]
+    q = magnitude_aware_sign(w)
+    assert q.flatten().tolist() == [0.375, -0.375, -1.0, 1.0]
+
+
+def test_magnitude_aware_sign_treats_the_scale_as_constant():
+    w = torch.tensor([[0.5, -0.25, 2.0]], requires_grad=True)  # one output channel
+    magnitude_aware_sign(w).sum().backward()
+    alpha = (0.5 + 0.25 + 2.0) / 3
+    assert w.grad[0].tolist() == pytest.approx([alpha, alpha, 0.0])  # |2.0| > 1: clipped
+
+
+def test_latent_weight_clip():
+    w = torch.tensor([-3.0, -0.5, 0.75, 1.7])
+    clip_latent_(w)
+    assert w.tolist() == [-1.0, -0.5, 0.75, 1.0]
+
+
+@pytest.mark.parametrize("quant, binary_input", [("bwn", False), ("ban", False), ("bnn", False), ("bnn", True)])
+def test_variant_kernels_and_activations_are_binary(quant, binary_input, digit_pixels):
+    cfg = CAConfig(quant=quant, binary_input=binary_input)
+    torch.manual_seed(0)
+    m = CAModel(cfg)
+    for w in m.kernels():
+        per_channel = w.flatten(1).abs()
+        if cfg.binary_weights:  # every weight of an output channel is +-alpha_o
+            assert torch.allclose(per_channel, per_channel[:, :1].expand_as(per_channel))
+    if cfg.binary_activations:
+        assert set(m.act(torch.randn(100)).tolist()) == {-1.0, 1.0}
+    assert sum(p.numel() for p in m.parameters()) == cfg.param_count()
+
+
+@pytest.mark.parametrize("quant, binary_input", [("bwn", False), ("ban", False), ("bnn", False), ("bnn", True)])
+def test_alive_cell_layout_matches_the_dense_step_for_every_variant(quant, binary_input, digit_pixels):
+    cfg = CAConfig(quant=quant, binary_input=binary_input)
+    torch.manual_seed(2)
+    m = CAModel(cfg)
+    torch.nn.init.normal_(m.update2.weight, std=0.3)
+    for conv in (m.perceive, m.update1):  # non-zero biases: with +-1 inputs and +-alpha weights a zero
+        torch.nn.init.normal_(conv.bias, std=0.1)  # bias makes exact ties, which float summation order breaks
+    g = torch.Generator().manual_seed(0)
+    state = seed_state(digit_pixels, cfg)
+    plan = AliveCells(digit_pixels, cfg)
+    hidden = plan.gather(state)
+    for _ in range(10):
+        fire = torch.rand(digit_pixels.shape, generator=g) <= 0.5
+        state = ca_step(m, state, fire)
+        hidden = plan.step(m, hidden, plan.cells(fire))
+    torch.testing.assert_close(plan.scatter(hidden, digit_pixels), state, atol=1e-4, rtol=1e-4)
+
+
+def test_binary_input_rejected_without_binary_activations():
+    with pytest.raises(ValueError):
+        CAConfig(quant="bwn", binary_input=True)
