@@ -5,17 +5,21 @@ channels 1..C-1 are the cell's mutable state, the last ``n_classes`` are class s
 A cell is *alive* when its pixel > ``alive_threshold``; only alive cells ever change, so a
 dead cell's mutable channels stay exactly 0 forever.
 
-``ca_step`` below is the definition of one step. The trainer and evaluator run the same
-step in the alive-cell layout (``nca_edge.cells``), which is tested equal to this function.
+``ca_step`` below is the one definition of a step. It runs in two layouts: dense grids, and
+the alive-cell layout (``nca_edge.cells``) that training and evaluation use because it skips
+the cells that cannot change; tests/test_cells.py checks that both give the same numbers.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 
 from .config import CAConfig
+
+if TYPE_CHECKING:
+    from .cells import AliveCells
 
 # A fire-mask source: (step index, grid shape (B, H, W)) -> bool tensor [B, H, W].
 # True = the cell updates at this step (before the alive mask is applied).
@@ -53,25 +57,36 @@ def alive_mask(state: torch.Tensor, cfg: CAConfig) -> torch.Tensor:
 
 
 def ca_step(
-    model: Callable[[torch.Tensor], torch.Tensor],
+    model,
     state: torch.Tensor,
     fire: torch.Tensor,
     noise: torch.Tensor | None = None,
+    cells: "AliveCells | None" = None,
 ) -> torch.Tensor:
-    """One CA step (the definition every other execution path is tested against).
+    """One CA step: the only definition, used by training, evaluation and export.
 
-    state [B, C, H, W]; fire bool [B, H, W]; noise None or [B, C-1, H, W] (training only).
+        ds = model(perception of state) (+ noise)          # noise: training only
+        state'[0]  = state[0]                              # the pixel never changes
+        state'[1:] = state[1:] + ds * (fire and alive)     # dead cells never change
 
-        ds = model(state) (+ noise)
-        state'[0]  = state[0]
-        state'[1:] = state[1:] + ds * (fire and alive)
+    Two layouts of the same arithmetic:
+
+    * dense (``cells=None``): state [B, C, H, W], fire bool [B, H, W], noise [B, C-1, H, W];
+    * alive cells (``cells`` = an ``AliveCells`` plan for the batch's pixels): state is the
+      mutable channels of the alive cells only [N, C-1], fire bool [N], noise [N, C-1].
+      Dead cells are left out because they cannot change (see ``nca_edge.cells``).
     """
-    cfg: CAConfig = model.cfg  # type: ignore[attr-defined]
-    ds = model(state)
+    if cells is None:
+        cfg: CAConfig = model.cfg
+        ds = model(state)
+        update = fire.unsqueeze(1) & alive_mask(state, cfg)
+        if noise is not None:
+            ds = ds + noise
+        return torch.cat([state[:, :1], state[:, 1:] + ds * update.to(ds.dtype)], dim=1)
+    ds = model.forward_cells(cells.patches(state))
     if noise is not None:
         ds = ds + noise
-    update = (fire.unsqueeze(1) & alive_mask(state, cfg)).to(ds.dtype)
-    return torch.cat([state[:, :1], state[:, 1:] + ds * update], dim=1)
+    return state + ds * fire.unsqueeze(1).to(ds.dtype)
 
 
 def mutate(state: torch.Tensor, new_pixels: torch.Tensor, cfg: CAConfig) -> torch.Tensor:

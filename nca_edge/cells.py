@@ -1,4 +1,4 @@
-"""Alive-cell layout: the same CA step, computed only for the cells that can change.
+"""Alive-cell layout: the CA step, computed only for the cells that can change.
 
 Dead cells never change and their mutable channels are always 0, so a batch of states is
 fully described by the (constant) pixel grids plus the mutable channels of the alive cells,
@@ -9,8 +9,9 @@ fully described by the (constant) pixel grids plus the mutable channels of the a
     ds         = model.forward_cells(patches) (+ noise)
     hidden'    = hidden + ds * fire[n]
 
-This is exactly ``ca.ca_step`` restricted to alive cells (tests/test_cells.py checks it);
-it does about 4x less arithmetic on MNIST, where roughly a fifth of the cells are alive.
+``ca.ca_step(model, hidden, fire, noise, cells=plan)`` runs a step in this layout; it is the
+dense step restricted to alive cells (tests/test_cells.py checks it) and does about 4x less
+arithmetic on MNIST, where roughly a sixth of the cells are alive.
 """
 
 from __future__ import annotations
@@ -65,10 +66,3 @@ class AliveCells:
         table = torch.cat([hidden, hidden.new_zeros((1, hidden.shape[1]))], 0)
         nb = table.index_select(0, self.nbr).view(self.n, 9, hidden.shape[1])
         return torch.cat([self.nbr_pix.to(hidden.dtype), nb], -1).reshape(self.n, -1)
-
-    def step(self, model, hidden: torch.Tensor, fire: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
-        """One CA step in cell layout; fire is bool [N] (already restricted to alive cells)."""
-        ds = model.forward_cells(self.patches(hidden))
-        if noise is not None:
-            ds = ds + noise
-        return hidden + ds * fire.unsqueeze(1).to(ds.dtype)

@@ -26,7 +26,7 @@ import torch
 
 from firmware_sim.prng import fire_mask
 
-from .ca import mutate, seed_state
+from .ca import ca_step, mutate, seed_state
 from .cells import AliveCells
 from .config import CAConfig
 from .data import to_float
@@ -129,7 +129,7 @@ def evaluate(
                 plan = AliveCells(px, cfg)
                 hidden = plan.gather(state)
             fire = torch.from_numpy(fire_mask(mask_seed, ids, t, h, w, cfg.fire_rate)).to(device)
-            hidden = plan.step(model, hidden, plan.cells(fire))
+            hidden = ca_step(model, hidden, plan.cells(fire), cells=plan)
             c, a, g = _step_metrics(hidden, plan, y, cfg.n_classes)
             correct[t] += c
             alive[t] += a

@@ -24,7 +24,7 @@ def test_twenty_steps_with_noise_and_masks_match_ca_step(random_model, digit_pix
         fire = torch.rand(digit_pixels.shape, generator=g) <= 0.5
         noise = torch.randn(state[:, 1:].shape, generator=g) * 0.02
         state = ca_step(random_model, state, fire, noise)
-        hidden = plan.step(random_model, hidden, plan.cells(fire), plan.cells(noise.permute(0, 2, 3, 1)))
+        hidden = ca_step(random_model, hidden, plan.cells(fire), plan.cells(noise.permute(0, 2, 3, 1)), cells=plan)
     torch.testing.assert_close(plan.scatter(hidden, digit_pixels), state, atol=1e-4, rtol=1e-4)
 
 
@@ -42,7 +42,7 @@ def test_gradients_match_dense_path(random_model, digit_pixels, cfg):
 
     hidden = plan.gather(seed_state(digit_pixels, cfg))
     for f in fires:
-        hidden = plan.step(random_model, hidden, plan.cells(f))
+        hidden = ca_step(random_model, hidden, plan.cells(f), cells=plan)
     (hidden[:, -10:] ** 2).sum().backward()
     for a, b in zip(dense_grads, [p.grad for p in random_model.parameters()]):
         torch.testing.assert_close(b, a, atol=1e-3, rtol=1e-4)

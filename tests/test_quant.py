@@ -84,7 +84,7 @@ def test_alive_cell_layout_matches_the_dense_step_for_every_variant(quant, binar
     for _ in range(10):
         fire = torch.rand(digit_pixels.shape, generator=g) <= 0.5
         state = ca_step(m, state, fire)
-        hidden = plan.step(m, hidden, plan.cells(fire))
+        hidden = ca_step(m, hidden, plan.cells(fire), cells=plan)
     torch.testing.assert_close(plan.scatter(hidden, digit_pixels), state, atol=1e-4, rtol=1e-4)
 
 

@@ -47,7 +47,7 @@ def small_config(iterations, **kw):
 
 def _probe_loss(model, digits: Digits, n=32, steps=10) -> float:
     """Loss on a fixed batch after a fixed number of all-firing steps (no noise)."""
-    from nca_edge.ca import seed_state
+    from nca_edge.ca import ca_step, seed_state
     from nca_edge.data import to_float
 
     px = torch.from_numpy(to_float(digits.train_x[:n]))
@@ -55,7 +55,7 @@ def _probe_loss(model, digits: Digits, n=32, steps=10) -> float:
     hidden = plan.gather(seed_state(px, model.cfg))
     with torch.no_grad():
         for _ in range(steps):
-            hidden = plan.step(model, hidden, torch.ones(plan.n, dtype=torch.bool))
+            hidden = ca_step(model, hidden, torch.ones(plan.n, dtype=torch.bool), cells=plan)
     return float(cell_loss(hidden, plan, torch.from_numpy(digits.train_y[:n].astype("int64")), 10))
 
 

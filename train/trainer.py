@@ -35,7 +35,7 @@ import torch
 from safetensors.torch import load_file, safe_open
 
 from nca_edge import __version__
-from nca_edge.ca import mutate, seed_state
+from nca_edge.ca import ca_step, mutate, seed_state
 from nca_edge.cells import AliveCells
 from nca_edge.checkpoint import atomic_save_tensors, atomic_write_bytes, save_checkpoint
 from nca_edge.config import Config
@@ -136,7 +136,7 @@ class Trainer:
             noise = None
             if cfg.noise_std > 0:
                 noise = torch.randn(plan.n, cfg.mutable, generator=self.dgen, device=self.device) * cfg.noise_std
-            hidden = plan.step(self.model, hidden, fire, noise)
+            hidden = ca_step(self.model, hidden, fire, noise, cells=plan)
         loss = cell_loss(hidden, plan, y, cfg.n_classes)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
