@@ -127,7 +127,7 @@ def eval_cmd(model, digits, steps, mutate_at, mask_seed, out_dir, device, batch_
 
     from .checkpoint import atomic_write_bytes, load_checkpoint, resolve_model
     from .data import load_digits
-    from .evaluate import ARTICLE_ROW, evaluate, markdown_table, plot_curves, text_table
+    from .evaluate import ARTICLE_ROW, evaluate, markdown_table, metrics_key, plot_curves, text_table
 
     path = resolve_model(model)
     dev = pick_device(device)
@@ -169,10 +169,42 @@ def eval_cmd(model, digits, steps, mutate_at, mask_seed, out_dir, device, batch_
         from .checkpoint import checkpoint_paths
 
         jpath = checkpoint_paths(path)[1]
-        meta.setdefault("metrics", {})[f"{data.name}_test_{n}"] = {**result.summary(), "mask_seed": mask_seed, "steps": steps}
+        key = metrics_key(data.name, n, mask_seed, steps, mutate_at)
+        meta.setdefault("metrics", {})[key] = result.summary()
         atomic_write_bytes(jpath, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
     click.echo(text_table(rows))
     click.echo(f"wrote {out}/eval.json, eval.md, eval.png ({seconds:.0f} s)")
+
+
+@main.command()
+@click.argument("models", nargs=-1)
+@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv", "json"]), default="table", show_default=True)
+@click.option("--digits", type=click.IntRange(min=1), default=10_000, show_default=True,
+              help="Evaluate on the first N test digits (recorded metrics are reused when they match).")
+@click.option("--mask-seed", type=int, default=0, show_default=True)
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write a size-vs-accuracy (Pareto) PNG here.")
+@click.option("--verbose", "-v", is_flag=True, help="Also list every tensor's bit width and storage.")
+@click.option("--no-progress", is_flag=True)
+@dataset_options
+def compare(models, fmt, digits, mask_seed, plot_path, verbose, no_progress, dataset, data_dir):
+    """Model size vs accuracy table. MODELS: checkpoints or shipped names (default: all shipped)."""
+    from .compare import compare_rows, default_models, plot, render
+    from .data import load_digits
+
+    names = list(models) or default_models()
+    if not names:
+        raise NCAEdgeError("no models given and none shipped")
+    data = load_digits(dataset, data_dir)
+    rows = compare_rows(names, data, digits, mask_seed=mask_seed, progress=not no_progress,
+                        log=lambda m: click.echo(m, err=True))
+    click.echo(render(rows, fmt, verbose=verbose))
+    if plot_path:
+        plot_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = plot_path.with_name("." + plot_path.name + ".tmp.png")
+        plot(rows, tmp)
+        tmp.replace(plot_path)
+        click.echo(f"wrote {plot_path}", err=True)
 
 
 def _host() -> str:

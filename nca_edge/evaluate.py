@@ -228,3 +228,8 @@ def plot_curves(results: dict[str, EvalResult], path) -> None:
     axes[0].legend(loc="lower right")
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def metrics_key(dataset: str, n_digits: int, mask_seed: int, steps: int, mutate_at: int | None) -> str:
+    """Where a checkpoint sidecar records an evaluation's summary (``metrics`` field)."""
+    return f"{dataset}-test-{n_digits}-seed{mask_seed}-steps{steps}-mutate{mutate_at or 0}"

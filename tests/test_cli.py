@@ -24,9 +24,8 @@ def run():
 def test_help_lists_the_commands(run):
     r = run("--help")
     assert r.exit_code == 0
-    for cmd in ("train", "eval"):
+    for cmd in ("train", "eval", "compare"):
         assert cmd in r.output
-    for cmd in ("train", "eval"):
         assert run(cmd, "--help").exit_code == 0
 
 

@@ -1,0 +1,126 @@
+"""The model size vs accuracy table across variants (`nca-edge compare`).
+
+Accuracy and agreement come from ``nca_edge.evaluate.evaluate``: recorded in a checkpoint's
+sidecar by ``nca-edge eval --save-metrics`` for the same workload (dataset, digits, mask
+seed, steps, mutation step), or computed on the spot when no such record exists. Sizes come
+from ``nca_edge.size``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from .checkpoint import load_checkpoint, resolve_model, shipped_models_dir
+from .evaluate import evaluate, metrics_key
+from .size import bit_widths, float32_bytes, packed_bytes, tensor_table
+
+COLUMNS = ["variant", "weight_bits", "activation_bits", "params", "packed_bytes", "float32_bytes",
+           "accuracy_200", "agreement_200", "accuracy_400", "agreement_400"]
+VARIANT_ORDER = ["float", "bwn", "ban", "bnn"]
+
+
+def default_models() -> list[str]:
+    have = {p.stem for p in shipped_models_dir().glob("*.safetensors")}
+    return [v for v in VARIANT_ORDER if v in have] + sorted(have - set(VARIANT_ORDER))
+
+
+def compare_rows(models: list[str], digits, n_digits: int, mask_seed: int = 0, steps: int = 400,
+                 mutate_at: int = 200, progress: bool = False, log=lambda msg: None) -> list[dict]:
+    """One row per model. ``digits`` is a ``nca_edge.data.Digits``; the first n_digits test digits are used."""
+    x, y = digits.split("test")
+    n = min(n_digits, len(y))
+    rows = []
+    for name in models:
+        path = resolve_model(name)
+        model, config, meta = load_checkpoint(path)
+        key = metrics_key(digits.name, n, mask_seed, steps, mutate_at)
+        summary = meta.get("metrics", {}).get(key)
+        source = "recorded"
+        if summary is None:
+            log(f"evaluating {name} on {n} test digits (no recorded metrics for {key})")
+            summary = evaluate(model, x[:n], y[:n], steps=steps, mutate_at=mutate_at, mask_seed=mask_seed,
+                               progress=progress).summary()
+            source = "computed"
+        wb, ab = bit_widths(config.ca)
+        row = {
+            "model": name, "variant": config.ca.quant, "weight_bits": wb, "activation_bits": ab,
+            "params": config.ca.param_count(), "packed_bytes": packed_bytes(config.ca),
+            "float32_bytes": float32_bytes(config.ca),
+            **{k: summary.get(k) for k in ("accuracy_200", "agreement_200", "accuracy_400", "agreement_400")},
+            "digits": n, "metrics": source, "iterations": meta.get("iterations"),
+        }
+        row["_tensors"] = tensor_table(config.ca)
+        rows.append(row)
+    return rows
+
+
+def _public(row: dict) -> dict:
+    return {k: v for k, v in row.items() if not k.startswith("_")}
+
+
+def render(rows: list[dict], fmt: str, verbose: bool = False) -> str:
+    cols = ["model", *COLUMNS]
+    if fmt == "json":
+        return json.dumps([_public(r) for r in rows], indent=1)
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=cols + ["digits", "metrics", "iterations"], lineterminator="\n")
+        w.writeheader()
+        for r in rows:
+            w.writerow(_public(r))
+        return buf.getvalue().rstrip("\n")
+    cells = [cols] + [[_fmt(r[c]) for c in cols] for r in rows]
+    if fmt == "markdown":
+        lines = ["| " + " | ".join(cells[0]) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(cols))) + "|"]
+        lines += ["| " + " | ".join(r) + " |" for r in cells[1:]]
+    else:
+        widths = [max(len(r[i]) for r in cells) for i in range(len(cols))]
+        lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in cells]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+    if verbose:
+        for r in rows:
+            lines += ["", f"{r['model']} ({r['variant']}): every tensor's bit width"]
+            lines += [f"  {t.name:<28} {str(t.shape):<16} {t.bits:>2} bit  {t.nbytes:>7} B  {t.kind:<10} {t.note}"
+                      for t in r["_tensors"]]
+            lines.append(f"  {'total stored':<28} {'':<16} {'':>6}  {r['packed_bytes']:>7} B")
+    return "\n".join(lines)
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.1f}"
+    return str(v)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Size (packed bytes, log scale) vs accuracy at step 200, with the Pareto front."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5), constrained_layout=True)
+    pts = sorted((r["packed_bytes"], r["accuracy_200"] or 0.0, r["model"]) for r in rows)
+    for size, acc, name in pts:
+        ax.scatter(size, acc, s=40)
+        ax.annotate(name, (size, acc), textcoords="offset points", xytext=(6, 4))
+    front, best = [], -1.0
+    for size, acc, _ in pts:
+        if acc > best:
+            front.append((size, acc))
+            best = acc
+    if len(front) > 1:
+        ax.plot(*zip(*front), ls="--", color="grey", lw=1, label="Pareto front")
+        ax.legend(loc="lower right")
+    ax.set_xscale("log")
+    ax.set_xlabel("packed bytes (weights + per-channel constants)")
+    ax.set_ylabel("average cell accuracy at step 200 (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
