@@ -189,7 +189,7 @@ def eval_cmd(model, digits, steps, mutate_at, mask_seed, out_dir, device, batch_
 @dataset_options
 def compare(models, fmt, digits, mask_seed, plot_path, verbose, no_progress, dataset, data_dir):
     """Model size vs accuracy table. MODELS: checkpoints or shipped names (default: all shipped)."""
-    from .compare import compare_rows, default_models, plot, render
+    from .compare import add_larq_sizes, compare_rows, default_models, plot, render
     from .data import load_digits
 
     names = list(models) or default_models()
@@ -198,6 +198,8 @@ def compare(models, fmt, digits, mask_seed, plot_path, verbose, no_progress, dat
     data = load_digits(dataset, data_dir)
     rows = compare_rows(names, data, digits, mask_seed=mask_seed, progress=not no_progress,
                         log=lambda m: click.echo(m, err=True))
+    if verbose and fmt in ("table", "markdown"):
+        add_larq_sizes(rows)
     click.echo(render(rows, fmt, verbose=verbose))
     if plot_path:
         plot_path.parent.mkdir(parents=True, exist_ok=True)

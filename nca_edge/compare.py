@@ -9,6 +9,7 @@ from ``nca_edge.size``.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -53,8 +54,19 @@ def compare_rows(models: list[str], digits, n_digits: int, mask_seed: int = 0, s
             "digits": n, "metrics": source, "iterations": meta.get("iterations"),
         }
         row["_tensors"] = tensor_table(config.ca)
+        row["_config"] = dataclasses.asdict(config.ca)
         rows.append(row)
     return rows
+
+
+def add_larq_sizes(rows: list[dict]) -> None:
+    """Attach larq.models.summary's model size to each row (needs TensorFlow + Larq)."""
+    from .config import CAConfig
+    from .larq_mirror import build_step_model, larq_summary
+
+    for r in rows:
+        cfg = CAConfig(**{k: v for k, v in r["_config"].items()})
+        r["_larq_bytes"] = larq_summary(build_step_model(cfg, 28, 28, batch=1))["model_size_bytes"]
 
 
 def _public(row: dict) -> dict:
@@ -86,6 +98,13 @@ def render(rows: list[dict], fmt: str, verbose: bool = False) -> str:
             lines += [f"  {t.name:<28} {str(t.shape):<16} {t.bits:>2} bit  {t.nbytes:>7} B  {t.kind:<10} {t.note}"
                       for t in r["_tensors"]]
             lines.append(f"  {'total stored':<28} {'':<16} {'':>6}  {r['packed_bytes']:>7} B")
+            if r.get("_larq_bytes") is not None:
+                scales = sum(t.nbytes for t in r["_tensors"] if t.name.endswith(".scale"))
+                lines.append(
+                    f"  larq.models.summary: {r['_larq_bytes']:.0f} B (Larq prints KiB to 2 decimals). Larq counts every "
+                    f"bias as 32 bits and derives binary-kernel scales from the latent weights, so it leaves out the "
+                    f"{scales} B of per-channel scales a device stores; folding scale and bias into one threshold "
+                    f"(binary outputs) costs the same as Larq's bias.")
     return "\n".join(lines)
 
 

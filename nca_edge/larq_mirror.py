@@ -1,0 +1,131 @@
+"""The Larq/Keras mirror of the CA step: the bridge to TFLite and Larq Compute Engine.
+
+`build_step_model(cfg, height, width, batch)` builds one CA step as a Keras model from
+`larq.layers.QuantConv2D` layers, NHWC::
+
+    inputs:  state [B, H, W, C] float32, fire [B, H, W, 1] float32 (1 = fires)
+    x    = ZeroPadding2D(1)(state)                        # out-of-grid cells are empty
+    x    = InputThreshold(x)           (binary_input only: ste_sign(x - t_c))
+    pre  = QuantConv2D(P, 3, valid, kernel_quantizer=q_w)(x)
+    h    = QuantConv2D(H, 1, input_quantizer=q_a, kernel_quantizer=q_w)(act(pre))
+    ds   = QuantConv2D(C-1, 1, input_quantizer=q_a, kernel_quantizer=q_w)(act(h))
+    next = concat(state[..., :1], state[..., 1:] + ds * fire * (state[..., :1] > thr))
+
+with q_w = "magnitude_aware_sign" for binary kernels (bwn, bnn) and q_a = "ste_sign" for
+binary activations (ban, bnn; then act = identity, since the next layer's input quantizer
+binarizes; otherwise act = ReLU). The same semantics as ``nca_edge.model.CAModel``;
+`load_torch_weights` copies a PyTorch model's parameters (OIHW -> HWIO).
+
+TensorFlow is imported lazily with ``TF_USE_LEGACY_KERAS=1`` (Larq needs Keras 2, tf-keras).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import numpy as np
+
+from .config import CAConfig
+from .errors import NCAEdgeError
+
+
+def _tf():
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        import larq as lq
+        import tensorflow as tf
+    except ImportError as e:  # pragma: no cover - the deploy extra is part of the setup
+        raise NCAEdgeError(f"the Larq mirror needs tensorflow, tf-keras and larq ({e}); run scripts/setup.sh") from None
+    return tf, lq
+
+
+def build_step_model(cfg: CAConfig, height: int = 28, width: int = 28, batch: int | None = None):
+    tf, lq = _tf()
+    keras = tf.keras
+    c, p, h = cfg.channels, cfg.perception, cfg.hidden
+    q_w = "magnitude_aware_sign" if cfg.binary_weights else None
+    clip = "weight_clip" if cfg.binary_weights else None  # as in training (latent weights in [-1, 1])
+    q_a = "ste_sign" if cfg.binary_activations else None
+    act = None if cfg.binary_activations else "relu"
+    InputThreshold, CAUpdate = _layers()
+
+    state = keras.Input((height, width, c), batch_size=batch, name="state")
+    fire = keras.Input((height, width, 1), batch_size=batch, name="fire")
+    x = keras.layers.ZeroPadding2D(1, name="pad")(state)
+    if cfg.binary_input:
+        x = InputThreshold(c, name="input_threshold")(x)
+    x = lq.layers.QuantConv2D(p, 3, padding="valid", kernel_quantizer=q_w, activation=act, kernel_constraint=clip, name="perceive")(x)
+    x = lq.layers.QuantConv2D(h, 1, input_quantizer=q_a, kernel_quantizer=q_w, activation=act, kernel_constraint=clip, name="update1")(x)
+    ds = lq.layers.QuantConv2D(c - 1, 1, input_quantizer=q_a, kernel_quantizer=q_w, kernel_constraint=clip, name="update2")(x)
+    nxt = CAUpdate(cfg.alive_threshold, name="ca_update")([state, ds, fire])
+    return keras.Model([state, fire], nxt, name=f"nca_step_{cfg.quant}")
+
+
+@functools.lru_cache(maxsize=None)
+def _layers():
+    tf, lq = _tf()
+
+    class InputThreshold(tf.keras.layers.Layer):
+        """ste_sign(x - t_c): binarizes the state with a learned threshold per channel."""
+
+        def __init__(self, channels: int, **kw):
+            super().__init__(**kw)
+            self.channels = channels
+
+        def build(self, input_shape):
+            self.threshold = self.add_weight(name="threshold", shape=(self.channels,), initializer="zeros")
+
+        def call(self, x):
+            return lq.quantizers.ste_sign(x - self.threshold)
+
+        def get_config(self):
+            return {**super().get_config(), "channels": self.channels}
+
+    class CAUpdate(tf.keras.layers.Layer):
+        """state' = [pixel, state[1:] + ds * fire * (pixel > threshold)]."""
+
+        def __init__(self, alive_threshold: float, **kw):
+            super().__init__(**kw)
+            self.alive_threshold = alive_threshold
+
+        def call(self, inputs):
+            state, ds, fire = inputs
+            pixel = state[..., :1]
+            alive = tf.cast(pixel > self.alive_threshold, state.dtype)
+            return tf.concat([pixel, state[..., 1:] + ds * fire * alive], axis=-1)
+
+        def get_config(self):
+            return {**super().get_config(), "alive_threshold": self.alive_threshold}
+
+    return InputThreshold, CAUpdate
+
+
+def __getattr__(name):  # lazy Keras layer classes: InputThreshold, CAUpdate
+    if name in ("InputThreshold", "CAUpdate"):
+        return dict(zip(("InputThreshold", "CAUpdate"), _layers()))[name]
+    raise AttributeError(name)
+
+
+def load_torch_weights(keras_model, torch_model) -> None:
+    """Copy a CAModel's parameters into the mirror (conv kernels OIHW -> HWIO)."""
+    sd = {k: v.detach().cpu().numpy() for k, v in torch_model.state_dict().items()}
+    for name in ("perceive", "update1", "update2"):
+        layer = keras_model.get_layer(name)
+        layer.set_weights([np.transpose(sd[f"{name}.weight"], (2, 3, 1, 0)), sd[f"{name}.bias"]])
+    if torch_model.cfg.binary_input:
+        keras_model.get_layer("input_threshold").set_weights([sd["input_threshold"]])
+
+
+def larq_summary(keras_model) -> dict:
+    """Larq's own memory accounting (``larq.models.summary``): its text and "Model size" in bytes."""
+    import re
+
+    _, lq = _tf()
+    lines: list[str] = []
+    lq.models.summary(keras_model, print_fn=lambda s, **kw: lines.append(s))
+    text = "\n".join(lines)
+    m = re.search(r"Model size\s+([\d.]+)\s*(B|KiB|MiB)\b", text)
+    size = None if m is None else float(m.group(1)) * {"B": 1, "KiB": 1024, "MiB": 1024**2}[m.group(2)]
+    return {"text": text, "model_size_bytes": size}
