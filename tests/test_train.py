@@ -139,3 +139,13 @@ def test_sigterm_stops_after_the_current_iteration_with_a_checkpoint(tmp_path, s
     assert t.interrupted and t.iteration == 3
     assert Trainer.read_state_meta(tmp_path)["iteration"] == 3
     assert signal.getsignal(signal.SIGTERM) is not None  # handlers restored
+
+
+def test_a_non_finite_loss_stops_training_with_a_clear_error(tmp_path, small_digits):
+    from nca_edge.errors import NCAEdgeError
+
+    t = Trainer(small_config(5), small_digits, tmp_path, torch.device("cpu"))
+    with torch.no_grad():
+        t.model.update2.bias.fill_(float("nan"))
+    with pytest.raises(NCAEdgeError, match="loss became nan at iteration 1"):
+        t.train_step()

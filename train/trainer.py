@@ -138,6 +138,11 @@ class Trainer:
                 noise = torch.randn(plan.n, cfg.mutable, generator=self.dgen, device=self.device) * cfg.noise_std
             hidden = ca_step(self.model, hidden, fire, noise, cells=plan)
         loss = cell_loss(hidden, plan, y, cfg.n_classes)
+        if not torch.isfinite(loss):
+            raise NCAEdgeError(
+                f"loss became {float(loss.detach())} at iteration {self.iteration + 1}; nothing was saved for it "
+                f"(the last checkpoint in {self.out} is intact): lower --lr or change --seed"
+            )
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if tc.grad_norm:
