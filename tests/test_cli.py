@@ -55,6 +55,7 @@ def test_eval_writes_json_markdown_and_png_with_the_numbers_eval_computes(run, t
         (["train", "--init", "no-such-model", "--iterations", "1", "--subset", "10"], "not found"),
         (["eval", "float", "--data-dir", "/nonexistent"], "not a directory"),
         (["eval", "float", "--dataset", "fashion", "--data-dir", "/tmp"], "missing"),
+        (["eval", "float", "--digits", "1", "--steps", "1", "--no-progress", "--out", "/proc/nca-edge"], "/proc/nca-edge"),
     ],
 )
 def test_bad_input_is_one_line_and_non_zero(run, args, message, tmp_path):
