@@ -74,7 +74,8 @@ def ca_step(
     * dense (``cells=None``): state [B, C, H, W], fire bool [B, H, W], noise [B, C-1, H, W];
     * alive cells (``cells`` = an ``AliveCells`` plan for the batch's pixels): state is the
       mutable channels of the alive cells only [N, C-1], fire bool [N], noise [N, C-1].
-      Dead cells are left out because they cannot change (see ``nca_edge.cells``).
+      Dead cells are left out because they cannot change, and ds is computed only for the
+      cells that fire (see ``nca_edge.cells``).
     """
     if cells is None:
         cfg: CAConfig = model.cfg
@@ -83,10 +84,11 @@ def ca_step(
         if noise is not None:
             ds = ds + noise
         return torch.cat([state[:, :1], state[:, 1:] + ds * update.to(ds.dtype)], dim=1)
-    ds = model.forward_cells(cells.patches(state))
+    rows = fire.nonzero().squeeze(1)  # ds of a cell that does not fire is never used: skip it
+    ds = model.forward_cells(cells.patches(state, rows))
     if noise is not None:
-        ds = ds + noise
-    return state + ds * fire.unsqueeze(1).to(ds.dtype)
+        ds = ds + noise[rows]
+    return state.index_add(0, rows, ds)
 
 
 def mutate(state: torch.Tensor, new_pixels: torch.Tensor, cfg: CAConfig) -> torch.Tensor:
