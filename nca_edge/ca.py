@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 
 from .config import CAConfig
+from .quant import fake_quant_fixed
 
 if TYPE_CHECKING:
     from .cells import AliveCells
@@ -47,8 +48,15 @@ def seed_state(pixels: torch.Tensor, cfg: CAConfig) -> torch.Tensor:
     """Initial state for grey images [B, H, W] in [0, 1]: pixel channel + zeros."""
     b, h, w = pixels.shape
     state = pixels.new_zeros((b, cfg.channels, h, w))
-    state[:, 0] = pixels
+    state[:, 0] = quantize_state(pixels, cfg)
     return state
+
+
+def quantize_state(x: torch.Tensor, cfg: CAConfig) -> torch.Tensor:
+    """The fixed-point state (``cfg.state_frac_bits``), as a fake-quantized float; identity if None."""
+    if cfg.state_frac_bits is None:
+        return x
+    return fake_quant_fixed(x, cfg.state_frac_bits, bits=8)
 
 
 def alive_mask(state: torch.Tensor, cfg: CAConfig) -> torch.Tensor:
@@ -68,6 +76,7 @@ def ca_step(
         ds = model(perception of state) (+ noise)          # noise: training only
         state'[0]  = state[0]                              # the pixel never changes
         state'[1:] = state[1:] + ds * (fire and alive)     # dead cells never change
+        state'     = fixed_point(state')                   # only with cfg.state_frac_bits
 
     Two layouts of the same arithmetic:
 
@@ -83,12 +92,12 @@ def ca_step(
         update = fire.unsqueeze(1) & alive_mask(state, cfg)
         if noise is not None:
             ds = ds + noise
-        return torch.cat([state[:, :1], state[:, 1:] + ds * update.to(ds.dtype)], dim=1)
+        return torch.cat([state[:, :1], quantize_state(state[:, 1:] + ds * update.to(ds.dtype), cfg)], dim=1)
     rows = fire.nonzero().squeeze(1)  # ds of a cell that does not fire is never used: skip it
     ds = model.forward_cells(cells.patches(state, rows))
     if noise is not None:
         ds = ds + noise[rows]
-    return state.index_add(0, rows, ds)
+    return quantize_state(state.index_add(0, rows, ds), model.cfg)
 
 
 def mutate(state: torch.Tensor, new_pixels: torch.Tensor, cfg: CAConfig) -> torch.Tensor:
@@ -99,7 +108,7 @@ def mutate(state: torch.Tensor, new_pixels: torch.Tensor, cfg: CAConfig) -> torc
     every dead cell holds).
     """
     out = seed_state(new_pixels, cfg)
-    keep = (new_pixels > cfg.alive_threshold).unsqueeze(1).to(state.dtype)
+    keep = alive_mask(out, cfg).to(state.dtype)
     out[:, 1:] = state[:, 1:] * keep
     return out
 

@@ -75,10 +75,15 @@ def dataset_options(f):
 @click.option("--subset", type=click.IntRange(min=1), default=None, help="Train on the first N training digits only.")
 @click.option("--binary-input", is_flag=True, help="ban/bnn: binarize the state entering the 3x3 conv too (learned thresholds).")
 @click.option("--init", "init_from", default="", help="Warm start from a checkpoint (path, or a shipped name such as float).")
+@click.option("--state-frac-bits", type=click.IntRange(0, 7), default=None,
+              help="Int8 fixed-point state with this many fractional bits (fake-quantized in training).")
+@click.option("--distill", "distill_from", default="", help="Teacher checkpoint for update-rule distillation.")
+@click.option("--distill-weight", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Weight of the distillation term (with --distill).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @dataset_options
 def train(quant, iterations, seed, out_dir, resume, device, batch_size, steps, lr, checkpoint_every, subset,
-          binary_input, init_from, no_progress, dataset, data_dir):
+          binary_input, init_from, state_frac_bits, distill_from, distill_weight, no_progress, dataset, data_dir):
     """Train the CA with the article's recipe (pool, mutation, residual noise, L2 loss)."""
     if binary_input and quant not in ("ban", "bnn"):
         raise NCAEdgeError(f"--binary-input needs --quant ban or bnn (got {quant})")
@@ -91,9 +96,10 @@ def train(quant, iterations, seed, out_dir, resume, device, batch_size, steps, l
         digits = replace(digits, train_x=digits.train_x[:subset], train_y=digits.train_y[:subset])
     tc = TrainConfig(iterations=iterations, seed=seed, batch_size=batch_size, steps=steps, lr=lr,
                      checkpoint_every=checkpoint_every, dataset=dataset, init_from=init_from,
+                     distill_from=distill_from, distill_weight=distill_weight if distill_from else 0.0,
                      pool_size=max(TrainConfig.pool_size, batch_size),
                      n_fresh=min(TrainConfig.n_fresh, batch_size // 4), n_mutate=min(TrainConfig.n_mutate, batch_size // 4))
-    config = Config(ca=CAConfig(quant=quant, binary_input=binary_input), train=tc)
+    config = Config(ca=CAConfig(quant=quant, binary_input=binary_input, state_frac_bits=state_frac_bits), train=tc)
     trainer = run_training(config, digits, out_dir, device=device, resume=resume, progress=not no_progress)
     click.echo(f"saved {out_dir / 'model.safetensors'} after {trainer.iteration} iterations "
                f"({trainer.elapsed / 60:.1f} min of training)")

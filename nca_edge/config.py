@@ -43,6 +43,9 @@ class CAConfig:
     # ban/bnn only: also binarize the first layer's input (the state), as sign(state - t_c) with a
     # learned threshold per channel; False keeps the state real-valued there (first-layer exception).
     binary_input: bool = False
+    # Fixed-point state: every state value (pixel included) is an int8 q meaning q / 2**state_frac_bits,
+    # enforced in training by fake quantization after every update. None = float state.
+    state_frac_bits: int | None = None
 
     def __post_init__(self) -> None:
         if self.quant not in QUANT_VARIANTS:
@@ -51,6 +54,8 @@ class CAConfig:
             raise ValueError("channels must hold the pixel and the class scores")
         if self.binary_input and not self.binary_activations:
             raise ValueError("binary_input needs a variant with binary activations (ban, bnn)")
+        if self.state_frac_bits is not None and not 0 <= self.state_frac_bits <= 7:
+            raise ValueError("state_frac_bits must be in 0..7 (int8 state)")
         if not 0.0 < self.fire_rate <= 1.0:
             raise ValueError("fire_rate must be in (0, 1]")
 
@@ -90,6 +95,11 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 1000
     init_from: str = ""  # warm start: a checkpoint (path or shipped name) whose matching tensors are copied
+    # Distillation of the update rule: at every step, the student's next state from its own current
+    # state is pulled towards the teacher's next state from that same state (same masks and noise):
+    # loss += distill_weight * mean over steps and alive cells of ||student' - teacher'||^2.
+    distill_from: str = ""
+    distill_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.n_fresh + self.n_mutate > self.batch_size:

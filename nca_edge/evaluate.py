@@ -26,7 +26,7 @@ import torch
 
 from firmware_sim.prng import fire_mask
 
-from .ca import ca_step, mutate, seed_state
+from .ca import ca_step, mutate, quantize_state, seed_state
 from .cells import AliveCells
 from .config import CAConfig
 from .data import to_float
@@ -116,14 +116,14 @@ def evaluate(
         bar = tqdm(total=n * steps, unit="digit-step", unit_scale=True, mininterval=1.0, desc="eval", dynamic_ncols=True)
     for start in range(0, n, batch_size):
         ids = np.arange(start, min(start + batch_size, n))
-        px = torch.from_numpy(to_float(images[ids])).to(device)
+        px = quantize_state(torch.from_numpy(to_float(images[ids])).to(device), cfg)  # the CA's view of the image
         y = torch.from_numpy(labels[ids].astype(np.int64)).to(device)
         plan = AliveCells(px, cfg)
         hidden = plan.gather(seed_state(px, cfg))
         h, w = px.shape[1:]
         for t in range(steps):
             if mutate_at is not None and t == mutate_at:
-                new_px = torch.from_numpy(to_float(images[targets[ids]])).to(device)
+                new_px = quantize_state(torch.from_numpy(to_float(images[targets[ids]])).to(device), cfg)
                 state = mutate(plan.scatter(hidden, px), new_px, cfg)
                 px, y = new_px, torch.from_numpy(labels[targets[ids]].astype(np.int64)).to(device)
                 plan = AliveCells(px, cfg)

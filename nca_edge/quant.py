@@ -17,6 +17,11 @@ Each quantizer is a forward map plus a pseudo-gradient for the backward pass.
     forward:   q(W)[o] = alpha_o * ste_sign(W[o]),   alpha_o = mean |W[o]|   (per output channel)
     backward:  alpha is treated as a constant (stop-gradient); ste_sign's clipped STE for W
 
+``fake_quant_fixed`` (the int8 fixed-point state)::
+
+    forward:   q(x) = clamp(round(x * 2**f), -2**(b-1), 2**(b-1) - 1) / 2**f   (round half to even)
+    backward:  dq/dx = 1 inside the representable range, 0 outside (clipped straight-through)
+
 ``clip_latent_`` is Larq's ``weight_clip`` constraint: latent real weights are clipped to
 [-1, 1] after every optimiser step, so the STE window stays meaningful.
 """
@@ -74,3 +79,12 @@ def magnitude_aware_sign(w: torch.Tensor, clip_value: float | None = 1.0) -> tor
 @torch.no_grad()
 def clip_latent_(w: torch.Tensor, clip_value: float = 1.0) -> None:
     w.clamp_(-clip_value, clip_value)
+
+
+def fake_quant_fixed(x: torch.Tensor, frac_bits: int, bits: int = 8) -> torch.Tensor:
+    """Signed fixed point with ``frac_bits`` fractional bits in ``bits`` bits (see module doc)."""
+    scale = float(2**frac_bits)
+    lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    q = torch.clamp(torch.round(x * scale), lo, hi) / scale
+    inside = ((x * scale) >= lo - 0.5) & ((x * scale) <= hi + 0.5)
+    return torch.where(inside, x + (q - x).detach(), q)

@@ -45,9 +45,11 @@ def tensor_table(cfg: CAConfig) -> list[TensorSpec]:
     layers = [("perceive", (p, c, 3, 3)), ("update1", (h, p, 1, 1)), ("update2", (c - 1, h, 1, 1))]
     binary_out = {"perceive": cfg.binary_activations, "update1": cfg.binary_activations, "update2": False}
     rows: list[TensorSpec] = []
-    in_bits = 1 if cfg.binary_input else 32
-    rows.append(TensorSpec("state (input of perceive)", (c,), in_bits, "activation",
-                           "sign(state - t)" if cfg.binary_input else "real-valued state"))
+    state_bits = 32 if cfg.state_frac_bits is None else 8
+    state_note = "float32" if cfg.state_frac_bits is None else f"int8 fixed point, q / 2^{cfg.state_frac_bits}"
+    rows.append(TensorSpec("state", (c,), state_bits, "activation", state_note))
+    if cfg.binary_input:
+        rows.append(TensorSpec("state (input of perceive)", (c,), 1, "activation", "sign(state - t)"))
     if cfg.binary_input:
         rows.append(TensorSpec("input_threshold", (c,), 8, "constants", "t_c, compared with the int8 state"))
     for name, shape in layers:

@@ -149,3 +149,22 @@ def test_a_non_finite_loss_stops_training_with_a_clear_error(tmp_path, small_dig
         t.model.update2.bias.fill_(float("nan"))
     with pytest.raises(NCAEdgeError, match="loss became nan at iteration 1"):
         t.train_step()
+
+
+def test_distillation_term_is_zero_for_an_identical_teacher_and_positive_otherwise(tmp_path, small_digits):
+    from nca_edge.checkpoint import save_checkpoint
+
+    base = small_config(1)
+    plain = Trainer(base, small_digits, tmp_path / "p", torch.device("cpu"))
+    save_checkpoint(tmp_path / "same", plain.model, base)  # the student's own initial weights
+    other = Trainer(replace(base, train=replace(base.train, seed=9)), small_digits, tmp_path / "o", torch.device("cpu"))
+    torch.nn.init.normal_(other.model.update2.weight, std=0.1)
+    save_checkpoint(tmp_path / "other", other.model, base)
+
+    def first_loss(teacher):
+        cfg = replace(base, train=replace(base.train, distill_from=str(tmp_path / teacher), distill_weight=1.0))
+        return Trainer(cfg, small_digits, tmp_path / teacher / "run", torch.device("cpu")).train_step()
+
+    reference = Trainer(base, small_digits, tmp_path / "r", torch.device("cpu")).train_step()
+    assert first_loss("same") == pytest.approx(reference, abs=1e-6)
+    assert first_loss("other") > reference + 1e-3

@@ -6,6 +6,7 @@ One iteration (defaults in ``nca_edge.config.TrainConfig``)::
     x      = pool[idx]; slots 0..3 <- fresh digits; slots 12..15 <- mutated to new digits
     for 20 steps:  x = ca_step(x, fire ~ Bernoulli(0.5), noise ~ N(0, 0.02))
     loss   = mean over samples of  mean over alive cells of  sum_k (x[class k] - onehot_k)^2
+             (+ distill_weight * update-rule distillation, see TrainConfig.distill_from)
     grads  = g / (||g|| + 1e-8) per variable;  Adam(lr piecewise: 1e-3, x0.1 at 30k and 70k)
     pool[idx] = x
 
@@ -84,6 +85,12 @@ class Trainer:
         self.model = CAModel(self.cfg).to(device)
         if self.tc.init_from:
             self._warm_start(self.tc.init_from)
+        self.teacher = None
+        if self.tc.distill_from:
+            from nca_edge.checkpoint import load_checkpoint, resolve_model
+
+            self.teacher, _, _ = load_checkpoint(resolve_model(self.tc.distill_from), map_location=str(device))
+            self.teacher.requires_grad_(False)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=self.tc.lr)
         self.gen = torch.Generator(device="cpu").manual_seed(self.tc.seed)  # data sampling
         self.dgen = torch.Generator(device=device).manual_seed(self.tc.seed + 1)  # masks, noise
@@ -131,13 +138,19 @@ class Trainer:
         idx, x, y = self._batch()
         plan = AliveCells(x[:, 0], cfg)
         hidden = plan.gather(x)
+        distill = hidden.new_zeros(())
         for _ in range(tc.steps):
             fire = torch.rand(plan.n, generator=self.dgen, device=self.device) <= cfg.fire_rate
             noise = None
             if cfg.noise_std > 0:
                 noise = torch.randn(plan.n, cfg.mutable, generator=self.dgen, device=self.device) * cfg.noise_std
-            hidden = ca_step(self.model, hidden, fire, noise, cells=plan)
-        loss = cell_loss(hidden, plan, y, cfg.n_classes)
+            new = ca_step(self.model, hidden, fire, noise, cells=plan)
+            if self.teacher is not None:  # what the teacher's rule makes of the same state
+                with torch.no_grad():
+                    target = ca_step(self.teacher, hidden.detach(), fire, noise, cells=plan)
+                distill = distill + ((new - target) ** 2).sum(1).mean()
+            hidden = new
+        loss = cell_loss(hidden, plan, y, cfg.n_classes) + tc.distill_weight * distill / tc.steps
         if not torch.isfinite(loss):
             raise NCAEdgeError(
                 f"loss became {float(loss.detach())} at iteration {self.iteration + 1}; nothing was saved for it "
