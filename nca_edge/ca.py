@@ -112,7 +112,3 @@ def mutate(state: torch.Tensor, new_pixels: torch.Tensor, cfg: CAConfig) -> torc
     out[:, 1:] = state[:, 1:] * keep
     return out
 
-
-def class_scores(state: torch.Tensor, cfg: CAConfig) -> torch.Tensor:
-    """The last n_classes channels [B, n_classes, H, W]."""
-    return state[:, cfg.channels - cfg.n_classes :]

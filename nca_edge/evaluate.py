@@ -19,7 +19,7 @@ Metrics at step t (after t steps, t = 1..steps):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -48,7 +48,6 @@ class EvalResult:
     steps: int
     mutate_at: int
     mask_seed: int
-    extra: dict = field(default_factory=dict)
 
     def at(self, curve: np.ndarray, step: int) -> float | None:
         return float(curve[step - 1]) if 1 <= step <= len(curve) else None
@@ -68,7 +67,7 @@ class EvalResult:
     def to_dict(self) -> dict:
         return {
             "n_digits": self.n_digits, "steps": self.steps, "mutate_at": self.mutate_at,
-            "mask_seed": self.mask_seed, "summary": self.summary(), **self.extra,
+            "mask_seed": self.mask_seed, "summary": self.summary(),
             "accuracy": [round(float(v), 4) for v in self.accuracy],
             "agreement": [round(float(v), 4) for v in self.agreement],
         }

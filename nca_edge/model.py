@@ -36,11 +36,8 @@ from torch import nn
 from .config import CAConfig
 from .quant import clip_latent_, magnitude_aware_sign, ste_sign
 
-# Tensor names in checkpoints (safetensors keys) and their shapes for a config.
-PARAM_NAMES = ("perceive.weight", "perceive.bias", "update1.weight", "update1.bias", "update2.weight", "update2.bias")
-
-
 def param_shapes(cfg: CAConfig) -> dict[str, tuple[int, ...]]:
+    """Tensor names in checkpoints (safetensors keys) and their shapes for a config."""
     c, p, h = cfg.channels, cfg.perception, cfg.hidden
     shapes = {
         "perceive.weight": (p, c, 3, 3),
