@@ -43,6 +43,9 @@ class CAConfig:
     # ban/bnn only: also binarize the first layer's input (the state), as sign(state - t_c) with a
     # learned threshold per channel; False keeps the state real-valued there (first-layer exception).
     binary_input: bool = False
+    # ban/bnn: the binary activation of the hidden layers: "sign" (+-1, Larq's ste_sign) or
+    # "heaviside" (0/1, Larq's ste_heaviside: the 1-bit ReLU; equal to sign with folded constants).
+    binary_act: str = "sign"
     # Fixed-point state: every state value (pixel included) is an int8 q meaning q / 2**state_frac_bits,
     # enforced in training by fake quantization after every update. None = float state.
     state_frac_bits: int | None = None
@@ -52,6 +55,8 @@ class CAConfig:
             raise ValueError(f"unknown quantization variant {self.quant!r}; expected one of {QUANT_VARIANTS}")
         if self.channels < self.n_classes + 1:
             raise ValueError("channels must hold the pixel and the class scores")
+        if self.binary_act not in ("sign", "heaviside"):
+            raise ValueError(f"binary_act must be 'sign' or 'heaviside', not {self.binary_act!r}")
         if self.binary_input and not self.binary_activations:
             raise ValueError("binary_input needs a variant with binary activations (ban, bnn)")
         if self.state_frac_bits is not None and not 0 <= self.state_frac_bits <= 7:

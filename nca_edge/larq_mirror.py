@@ -47,7 +47,7 @@ def build_step_model(cfg: CAConfig, height: int = 28, width: int = 28, batch: in
     c, p, h = cfg.channels, cfg.perception, cfg.hidden
     q_w = "magnitude_aware_sign" if cfg.binary_weights else None
     clip = "weight_clip" if cfg.binary_weights else None  # as in training (latent weights in [-1, 1])
-    q_a = "ste_sign" if cfg.binary_activations else None
+    q_a = ("ste_heaviside" if cfg.binary_act == "heaviside" else "ste_sign") if cfg.binary_activations else None
     act = None if cfg.binary_activations else "relu"
     InputThreshold, CAUpdate = _layers()
 

@@ -14,6 +14,8 @@ Quantized variants (``CAConfig.quant``; quantizers in ``nca_edge.quant``, Larq s
   activations stay real (ReLU).
 * ban: real kernels; the inputs of the 2nd and 3rd convs are binary: ``sign(pre-activation)``
   replaces ReLU (sign(relu(x)) would be constantly +1), so each bias acts as a threshold.
+  ``binary_act="heaviside"`` uses 0/1 instead (the 1-bit ReLU: a cell whose hidden units are
+  all off produces ds = b3).
   With ``binary_input`` the state entering the 3x3 conv is binary too:
   ``sign(state_c - t_c)`` with a learned threshold per channel; out-of-grid neighbours are
   empty cells (state 0), quantized like any other cell (pad, then quantize).
@@ -34,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import CAConfig
-from .quant import clip_latent_, magnitude_aware_sign, ste_sign
+from .quant import clip_latent_, magnitude_aware_sign, ste_heaviside, ste_sign
 
 def param_shapes(cfg: CAConfig) -> dict[str, tuple[int, ...]]:
     """Tensor names in checkpoints (safetensors keys) and their shapes for a config."""
@@ -84,7 +86,9 @@ class CAModel(nn.Module):
         return ws
 
     def act(self, x: torch.Tensor) -> torch.Tensor:
-        return ste_sign(x) if self.cfg.binary_activations else F.relu(x)
+        if not self.cfg.binary_activations:
+            return F.relu(x)
+        return ste_heaviside(x) if self.cfg.binary_act == "heaviside" else ste_sign(x)
 
     def quantize_input(self, x: torch.Tensor, channel_dim: int) -> torch.Tensor:
         if not self.cfg.binary_input:

@@ -7,6 +7,15 @@ Each quantizer is a forward map plus a pseudo-gradient for the backward pass.
     forward:   q(x) = +1 if x >= 0 else -1          (sign(0) = +1, never 0)
     backward:  dq/dx = 1 if |x| <= clip_value else 0   (straight-through, clipped)
 
+``ste_heaviside`` (Larq ``ste_heaviside``; the 1-bit analogue of ReLU)::
+
+    forward:   h(x) = 1 if x > 0 else 0
+    backward:  dh/dx = 1 if |x| <= clip_value else 0
+
+    For a binary kernel it is the sign activation with folded constants, exactly:
+    W . h(x) = W . (s + 1) / 2 = (W . s) / 2 + sum(W) / 2,  s = sign(x) with sign(0) := -1 here,
+    so a device can still run XNOR/popcount on +-1 bits.
+
 ``approx_sign`` (Larq ``approx_sign``, Bi-Real Net)::
 
     forward:   as ste_sign
@@ -61,6 +70,25 @@ class _ApproxSign(torch.autograd.Function):
 
 def ste_sign(x: torch.Tensor, clip_value: float | None = 1.0) -> torch.Tensor:
     return _SteSign.apply(x, clip_value)
+
+
+class _SteHeaviside(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, clip_value: float | None) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.clip_value = clip_value
+        return (x > 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, dy: torch.Tensor):
+        (x,) = ctx.saved_tensors
+        if ctx.clip_value is None:
+            return dy, None
+        return dy * (x.abs() <= ctx.clip_value).to(dy.dtype), None
+
+
+def ste_heaviside(x: torch.Tensor, clip_value: float | None = 1.0) -> torch.Tensor:
+    return _SteHeaviside.apply(x, clip_value)
 
 
 def approx_sign(x: torch.Tensor) -> torch.Tensor:

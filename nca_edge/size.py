@@ -65,7 +65,7 @@ def tensor_table(cfg: CAConfig) -> list[TensorSpec]:
         if name != "update2":
             act_bits = 1 if cfg.binary_activations else 32
             rows.append(TensorSpec(f"{name} output", (out,), act_bits, "activation",
-                                   "sign" if cfg.binary_activations else "relu"))
+                                   cfg.binary_act if cfg.binary_activations else "relu"))
     rows.append(TensorSpec("ds (residual update)", (c - 1,), 32, "activation", "real-valued"))
     return rows
 

@@ -51,7 +51,7 @@ def test_eval_writes_json_markdown_and_png_with_the_numbers_eval_computes(run, t
     "args, message",
     [
         (["eval", "no/such/checkpoint"], "not found"),
-        (["train", "--quant", "bwn", "--binary-input", "--iterations", "1"], "--binary-input needs"),
+        (["train", "--quant", "bwn", "--binary-input", "--iterations", "1"], "--binary-input and --binary-act need"),
         (["train", "--init", "no-such-model", "--iterations", "1", "--subset", "10"], "not found"),
         (["eval", "float", "--data-dir", "/nonexistent"], "not a directory"),
         (["eval", "float", "--dataset", "fashion", "--data-dir", "/tmp"], "missing"),

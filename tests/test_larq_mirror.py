@@ -14,7 +14,8 @@ from nca_edge.size import packed_bytes
 lm = pytest.importorskip("nca_edge.larq_mirror")
 pytest.importorskip("larq")
 
-VARIANTS = [("float", False), ("bwn", False), ("ban", False), ("bnn", False), ("bnn", True)]
+VARIANTS = [("float", False, "sign"), ("bwn", False, "sign"), ("ban", False, "sign"), ("bnn", False, "sign"),
+            ("bnn", True, "sign"), ("bnn", False, "heaviside")]
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +36,9 @@ def _model(cfg: CAConfig) -> CAModel:
     return m
 
 
-@pytest.mark.parametrize("quant, binary_input", VARIANTS)
-def test_same_next_state_and_labels_over_50_steps(quant, binary_input, pixels):
-    cfg = CAConfig(quant=quant, binary_input=binary_input)
+@pytest.mark.parametrize("quant, binary_input, act", VARIANTS)
+def test_same_next_state_and_labels_over_50_steps(quant, binary_input, act, pixels):
+    cfg = CAConfig(quant=quant, binary_input=binary_input, binary_act=act)
     m = _model(cfg)
     km = lm.build_step_model(cfg, 28, 28, batch=len(pixels))
     lm.load_torch_weights(km, m)

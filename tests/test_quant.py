@@ -27,6 +27,25 @@ def test_ste_sign_without_clip_passes_every_gradient():
     assert x.grad.tolist() == [1, 1, 1]
 
 
+def test_ste_heaviside_is_a_one_bit_relu():
+    from nca_edge.quant import ste_heaviside
+
+    x = torch.tensor([-1.5, -0.5, 0.0, 0.5, 1.0, 2.0], requires_grad=True)
+    y = ste_heaviside(x)
+    assert y.tolist() == [0, 0, 0, 1, 1, 1]  # Larq: sign(relu(x)), so h(0) = 0
+    y.sum().backward()
+    assert x.grad.tolist() == [0, 1, 1, 1, 1, 0]
+
+
+def test_heaviside_layer_equals_sign_layer_with_folded_constants():
+    from nca_edge.quant import ste_heaviside
+
+    torch.manual_seed(0)
+    w, x = torch.randn(7, 30), torch.randn(100, 30)
+    s = torch.where(x > 0, 1.0, -1.0)  # sign with sign(0) := -1 (ties have measure zero here)
+    torch.testing.assert_close(ste_heaviside(x) @ w.T, (s @ w.T) / 2 + w.sum(1) / 2)
+
+
 def test_approx_sign_gradient():
     x = torch.tensor([-1.5, -0.5, 0.0, 0.25, 1.0], requires_grad=True)
     y = approx_sign(x)
@@ -69,9 +88,10 @@ def test_variant_kernels_and_activations_are_binary(quant, binary_input, digit_p
     assert sum(p.numel() for p in m.parameters()) == cfg.param_count()
 
 
-@pytest.mark.parametrize("quant, binary_input", [("bwn", False), ("ban", False), ("bnn", False), ("bnn", True)])
-def test_alive_cell_layout_matches_the_dense_step_for_every_variant(quant, binary_input, digit_pixels):
-    cfg = CAConfig(quant=quant, binary_input=binary_input)
+@pytest.mark.parametrize("quant, binary_input, act", [("bwn", False, "sign"), ("ban", False, "sign"),
+                                                     ("bnn", False, "sign"), ("bnn", True, "sign"), ("bnn", False, "heaviside")])
+def test_alive_cell_layout_matches_the_dense_step_for_every_variant(quant, binary_input, act, digit_pixels):
+    cfg = CAConfig(quant=quant, binary_input=binary_input, binary_act=act)
     torch.manual_seed(2)
     m = CAModel(cfg)
     torch.nn.init.normal_(m.update2.weight, std=0.3)
