@@ -145,7 +145,8 @@ def eval_cmd(model, digits, steps, mutate_at, mask_seed, out_dir, device, batch_
 
     from train import pick_device
 
-    from .checkpoint import atomic_write_bytes, load_checkpoint, resolve_model
+    from .atomic import atomic_write, atomic_write_bytes
+    from .checkpoint import load_checkpoint, resolve_model
     from .data import load_digits
     from .evaluate import ARTICLE_ROW, evaluate, markdown_table, metrics_key, plot_curves, text_table
 
@@ -182,9 +183,7 @@ def eval_cmd(model, digits, steps, mutate_at, mask_seed, out_dir, device, batch_
         f"- trained with: `{meta.get('recipe', '?')}`", "",
     ])
     atomic_write_bytes(out / "eval.md", md.encode())
-    tmp_png = out / ".eval.png.tmp.png"
-    plot_curves({name: result}, tmp_png)
-    tmp_png.replace(out / "eval.png")
+    atomic_write(out / "eval.png", lambda tmp: plot_curves({name: result}, tmp))
     if save_metrics:
         from .checkpoint import checkpoint_paths
 
@@ -222,10 +221,9 @@ def compare(models, fmt, digits, mask_seed, plot_path, verbose, no_progress, dat
         add_larq_sizes(rows)
     click.echo(render(rows, fmt, verbose=verbose))
     if plot_path:
-        plot_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = plot_path.with_name("." + plot_path.name + ".tmp.png")
-        plot(rows, tmp)
-        tmp.replace(plot_path)
+        from .atomic import atomic_write
+
+        atomic_write(plot_path, lambda tmp: plot(rows, tmp))
         click.echo(f"wrote {plot_path}", err=True)
 
 

@@ -49,10 +49,14 @@ class _SteSign(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dy: torch.Tensor):
-        (x,) = ctx.saved_tensors
-        if ctx.clip_value is None:
-            return dy, None
-        return dy * (x.abs() <= ctx.clip_value).to(dy.dtype), None
+        return _clipped_straight_through(ctx, dy), None
+
+
+def _clipped_straight_through(ctx, dy: torch.Tensor) -> torch.Tensor:
+    (x,) = ctx.saved_tensors
+    if ctx.clip_value is None:
+        return dy
+    return dy * (x.abs() <= ctx.clip_value).to(dy.dtype)
 
 
 class _ApproxSign(torch.autograd.Function):
@@ -81,10 +85,7 @@ class _SteHeaviside(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dy: torch.Tensor):
-        (x,) = ctx.saved_tensors
-        if ctx.clip_value is None:
-            return dy, None
-        return dy * (x.abs() <= ctx.clip_value).to(dy.dtype), None
+        return _clipped_straight_through(ctx, dy), None
 
 
 def ste_heaviside(x: torch.Tensor, clip_value: float | None = 1.0) -> torch.Tensor:

@@ -38,7 +38,7 @@ from safetensors.torch import load_file, safe_open
 from nca_edge import __version__
 from nca_edge.ca import ca_step, mutate, seed_state
 from nca_edge.cells import AliveCells
-from nca_edge.checkpoint import atomic_save_tensors, atomic_write_bytes, save_checkpoint
+from nca_edge.checkpoint import atomic_save_tensors, save_checkpoint
 from nca_edge.config import Config
 from nca_edge.data import Digits, to_float
 from nca_edge.errors import NCAEdgeError
