@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Ship a trained checkpoint as a package model and record its full-test-set results:
+#   bash scripts/ship.sh float runs/float/model
+# Copies RUN/model.{safetensors,json} to nca_edge/models/NAME.*, evaluates it on the whole MNIST
+# test set (400 steps, mutation at 200), records the summary in the shipped sidecar, writes
+# docs/results/NAME/eval.{md,json,png}, and rebuilds docs/RESULTS.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+name="$1"; ckpt="${2%.safetensors}"; ckpt="${ckpt%.json}"
+cp "$ckpt.safetensors" "nca_edge/models/$name.safetensors"
+cp "$ckpt.json" "nca_edge/models/$name.json"
+.venv/bin/nca-edge eval "$name" --out "docs/results/$name" --save-metrics --no-progress
+.venv/bin/python scripts/make_results.py
