@@ -44,6 +44,9 @@ def main() -> None:
     ]
     if (RESULTS / "float" / "eval.png").is_file():
         parts += ["![accuracy and agreement over time](results/float/eval.png)", ""]
+    if (RESULTS / "float" / "train_loss.png").is_file():
+        parts += ["Training loss of that run (`scripts/plot_training.py`):", "",
+                  "![training loss](results/float/train_loss.png)", ""]
     notes = RESULTS / "float" / "notes.md"
     if notes.is_file():
         parts += [notes.read_text().strip(), ""]

@@ -3,11 +3,15 @@
 #   bash scripts/ship.sh float runs/float/model
 # Copies RUN/model.{safetensors,json} to nca_edge/models/NAME.*, evaluates it on the whole MNIST
 # test set (400 steps, mutation at 200), records the summary in the shipped sidecar, writes
-# docs/results/NAME/eval.{md,json,png}, and rebuilds docs/RESULTS.md.
+# docs/results/NAME/eval.{md,json,png} (+ train_loss.png from RUN/log.csv), and rebuilds docs/RESULTS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name="$1"; ckpt="${2%.safetensors}"; ckpt="${ckpt%.json}"
 cp "$ckpt.safetensors" "nca_edge/models/$name.safetensors"
 cp "$ckpt.json" "nca_edge/models/$name.json"
 .venv/bin/nca-edge eval "$name" --out "docs/results/$name" --save-metrics --no-progress
+log="$(dirname "$ckpt")/log.csv"
+if [ -f "$log" ]; then
+    .venv/bin/python scripts/plot_training.py "$log" --out "docs/results/$name/train_loss.png"
+fi
 .venv/bin/python scripts/make_results.py
