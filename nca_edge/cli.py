@@ -131,10 +131,12 @@ def train(quant, iterations, seed, out_dir, resume, device, batch_size, steps, l
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=250, show_default=True)
 @click.option("--save-metrics", is_flag=True, help="Also record the summary in the checkpoint's JSON sidecar.")
+@click.option("--state-frac-bits", type=click.IntRange(0, 7), default=None,
+              help="Evaluate with an int8 fixed-point state (this many fractional bits), post-training.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @dataset_options
-def eval_cmd(model, digits, steps, mutate_at, mask_seed, out_dir, device, batch_size, save_metrics, no_progress,
-             dataset, data_dir):
+def eval_cmd(model, digits, steps, mutate_at, mask_seed, out_dir, device, batch_size, save_metrics, state_frac_bits,
+             no_progress, dataset, data_dir):
     """Report the article's metrics for MODEL (a checkpoint path, or a shipped model: float).
 
     Average cell accuracy and total agreement over STEPS steps with a mutation at
@@ -153,6 +155,17 @@ def eval_cmd(model, digits, steps, mutate_at, mask_seed, out_dir, device, batch_
     path = resolve_model(model)
     dev = pick_device(device)
     net, config, meta = load_checkpoint(path, map_location=str(dev))
+    if state_frac_bits is not None:
+        if save_metrics:
+            raise NCAEdgeError("--save-metrics records the checkpoint's own metrics; drop --state-frac-bits")
+        from dataclasses import replace as dc_replace
+
+        from .model import CAModel
+
+        config = dc_replace(config, ca=dc_replace(config.ca, state_frac_bits=state_frac_bits))
+        quantized = CAModel(config.ca).to(dev)
+        quantized.load_state_dict(net.state_dict())
+        net = quantized
     data = load_digits(dataset, data_dir)
     x, y = data.split("test")
     n = len(y) if digits is None else min(digits, len(y))
@@ -164,7 +177,8 @@ def eval_cmd(model, digits, steps, mutate_at, mask_seed, out_dir, device, batch_
     result = evaluate(net, x[:n], y[:n], steps=steps, mutate_at=mutate_at, mask_seed=mask_seed,
                       batch_size=batch_size, progress=not no_progress)
     seconds = time.perf_counter() - t0
-    row = {"model": f"nca-edge {name} ({n} digits)", **result.summary()}
+    label = f"nca-edge {name}" + (f", int8 state q/2^{state_frac_bits}" if state_frac_bits is not None else "")
+    row = {"model": f"{label} ({n} digits)", **result.summary()}
     report = result.to_dict()
     report.update(model=str(path), variant=config.ca.quant, dataset=data.name, data_sha256=data.source_sha256,
                   iterations=meta.get("iterations"), model_recipe=meta.get("recipe"), seconds=round(seconds, 1))
