@@ -56,6 +56,7 @@ def test_eval_writes_json_markdown_and_png_with_the_numbers_eval_computes(run, t
         (["eval", "float", "--data-dir", "/nonexistent"], "not a directory"),
         (["eval", "float", "--dataset", "fashion", "--data-dir", "/tmp"], "missing"),
         (["eval", "float", "--digits", "1", "--steps", "1", "--no-progress", "--out", "/proc/nca-edge"], "/proc/nca-edge"),
+        (["eval", "float", "--state-frac-bits", "4", "--save-metrics"], "drop --state-frac-bits"),
     ],
 )
 def test_bad_input_is_one_line_and_non_zero(run, args, message, tmp_path):
@@ -82,3 +83,8 @@ def test_train_cli_runs_and_resumes(run, tmp_path):
     assert r.exit_code == 0 and "after 3 iterations" in r.output
     meta = json.loads((tmp_path / "model.json").read_text())
     assert meta["iterations"] == 3 and meta["config"]["train"]["batch_size"] == 8
+
+
+def test_eval_with_a_post_training_int8_state(run, tmp_path):
+    r = run("eval", "float", "--digits", "3", "--steps", "5", "--state-frac-bits", "4", "--out", str(tmp_path), "--no-progress")
+    assert r.exit_code == 0 and "int8 state q/2^4" in r.output
