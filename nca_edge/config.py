@@ -46,6 +46,9 @@ class CAConfig:
     # ban/bnn: the binary activation of the hidden layers: "sign" (+-1, Larq's ste_sign) or
     # "heaviside" (0/1, Larq's ste_heaviside: the 1-bit ReLU; equal to sign with folded constants).
     binary_act: str = "sign"
+    # bwn/bnn: each binary kernel's per-output-channel scale alpha_o is a trained parameter
+    # (initialised to mean |W[o]|) instead of Larq's stop-gradient mean |W[o]|.
+    learned_scale: bool = False
     # Fixed-point state: every state value (pixel included) is an int8 q meaning q / 2**state_frac_bits,
     # enforced in training by fake quantization after every update. None = float state.
     state_frac_bits: int | None = None
@@ -57,6 +60,8 @@ class CAConfig:
             raise ValueError("channels must hold the pixel and the class scores")
         if self.binary_act not in ("sign", "heaviside"):
             raise ValueError(f"binary_act must be 'sign' or 'heaviside', not {self.binary_act!r}")
+        if self.learned_scale and not self.binary_weights:
+            raise ValueError("learned_scale needs a variant with binary weights (bwn, bnn)")
         if self.binary_input and not self.binary_activations:
             raise ValueError("binary_input needs a variant with binary activations (ban, bnn)")
         if self.state_frac_bits is not None and not 0 <= self.state_frac_bits <= 7:
@@ -79,7 +84,8 @@ class CAConfig:
 
     def param_count(self) -> int:
         c, p, h = self.channels, self.perception, self.hidden
-        return (9 * c * p + p) + (p * h + h) + (h * (c - 1) + (c - 1)) + (c if self.binary_input else 0)
+        n = (9 * c * p + p) + (p * h + h) + (h * (c - 1) + (c - 1)) + (c if self.binary_input else 0)
+        return n + ((p + h + c - 1) if self.learned_scale else 0)
 
 
 @dataclass(frozen=True)

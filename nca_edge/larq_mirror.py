@@ -13,7 +13,8 @@
 
 with q_w = "magnitude_aware_sign" for binary kernels (bwn, bnn) and q_a = "ste_sign" for
 binary activations (ban, bnn; then act = identity, since the next layer's input quantizer
-binarizes; otherwise act = ReLU). The same semantics as ``nca_edge.model.CAModel``;
+binarizes; otherwise act = ReLU). With ``learned_scale`` each conv is a bias-free
+``QuantConv2D(kernel_quantizer="ste_sign")`` followed by ``ScaleBias`` (y * alpha_o + b_o). The same semantics as ``nca_edge.model.CAModel``;
 `load_torch_weights` copies a PyTorch model's parameters (OIHW -> HWIO).
 
 TensorFlow is imported lazily with ``TF_USE_LEGACY_KERAS=1`` (Larq needs Keras 2, tf-keras).
@@ -49,16 +50,28 @@ def build_step_model(cfg: CAConfig, height: int = 28, width: int = 28, batch: in
     clip = "weight_clip" if cfg.binary_weights else None  # as in training (latent weights in [-1, 1])
     q_a = ("ste_heaviside" if cfg.binary_act == "heaviside" else "ste_sign") if cfg.binary_activations else None
     act = None if cfg.binary_activations else "relu"
-    InputThreshold, CAUpdate = _layers()
+    InputThreshold, CAUpdate, ScaleBias = _layers()
 
     state = keras.Input((height, width, c), batch_size=batch, name="state")
     fire = keras.Input((height, width, 1), batch_size=batch, name="fire")
     x = keras.layers.ZeroPadding2D(1, name="pad")(state)
     if cfg.binary_input:
         x = InputThreshold(c, name="input_threshold")(x)
-    x = lq.layers.QuantConv2D(p, 3, padding="valid", kernel_quantizer=q_w, activation=act, kernel_constraint=clip, name="perceive")(x)
-    x = lq.layers.QuantConv2D(h, 1, input_quantizer=q_a, kernel_quantizer=q_w, activation=act, kernel_constraint=clip, name="update1")(x)
-    ds = lq.layers.QuantConv2D(c - 1, 1, input_quantizer=q_a, kernel_quantizer=q_w, kernel_constraint=clip, name="update2")(x)
+    def conv(x, filters, size, name, input_quantizer=None, activation=None):
+        if not cfg.learned_scale:
+            return lq.layers.QuantConv2D(filters, size, padding="valid", input_quantizer=input_quantizer,
+                                         kernel_quantizer=q_w, kernel_constraint=clip, activation=activation,
+                                         name=name)(x)
+        # learned alpha: sign kernel without bias, then alpha_o * y + b_o (exactly alpha*sign(W) conv + b)
+        y = lq.layers.QuantConv2D(filters, size, padding="valid", input_quantizer=input_quantizer,
+                                  kernel_quantizer="ste_sign", kernel_constraint=clip, use_bias=False,
+                                  name=name)(x)
+        y = ScaleBias(filters, name=f"{name}_scale_bias")(y)
+        return keras.layers.Activation(activation, name=f"{name}_act")(y) if activation else y
+
+    x = conv(x, p, 3, "perceive", activation=act)
+    x = conv(x, h, 1, "update1", input_quantizer=q_a, activation=act)
+    ds = conv(x, c - 1, 1, "update2", input_quantizer=q_a)
     nxt = CAUpdate(cfg.alive_threshold, name="ca_update")([state, ds, fire])
     return keras.Model([state, fire], nxt, name=f"nca_step_{cfg.quant}")
 
@@ -83,6 +96,23 @@ def _layers():
         def get_config(self):
             return {**super().get_config(), "channels": self.channels}
 
+    class ScaleBias(tf.keras.layers.Layer):
+        """y * alpha_o + b_o per output channel (learned binary-kernel scale, then bias)."""
+
+        def __init__(self, channels: int, **kw):
+            super().__init__(**kw)
+            self.channels = channels
+
+        def build(self, input_shape):
+            self.scale = self.add_weight(name="scale", shape=(self.channels,), initializer="ones")
+            self.bias = self.add_weight(name="bias", shape=(self.channels,), initializer="zeros")
+
+        def call(self, y):
+            return y * self.scale + self.bias
+
+        def get_config(self):
+            return {**super().get_config(), "channels": self.channels}
+
     class CAUpdate(tf.keras.layers.Layer):
         """state' = [pixel, state[1:] + ds * fire * (pixel > threshold)]."""
 
@@ -99,21 +129,19 @@ def _layers():
         def get_config(self):
             return {**super().get_config(), "alive_threshold": self.alive_threshold}
 
-    return InputThreshold, CAUpdate
-
-
-def __getattr__(name):  # lazy Keras layer classes: InputThreshold, CAUpdate
-    if name in ("InputThreshold", "CAUpdate"):
-        return dict(zip(("InputThreshold", "CAUpdate"), _layers()))[name]
-    raise AttributeError(name)
+    return InputThreshold, CAUpdate, ScaleBias
 
 
 def load_torch_weights(keras_model, torch_model) -> None:
     """Copy a CAModel's parameters into the mirror (conv kernels OIHW -> HWIO)."""
     sd = {k: v.detach().cpu().numpy() for k, v in torch_model.state_dict().items()}
     for name in ("perceive", "update1", "update2"):
-        layer = keras_model.get_layer(name)
-        layer.set_weights([np.transpose(sd[f"{name}.weight"], (2, 3, 1, 0)), sd[f"{name}.bias"]])
+        kernel = np.transpose(sd[f"{name}.weight"], (2, 3, 1, 0))
+        if torch_model.cfg.learned_scale:
+            keras_model.get_layer(name).set_weights([kernel])
+            keras_model.get_layer(f"{name}_scale_bias").set_weights([sd[f"{name}.scale"], sd[f"{name}.bias"]])
+        else:
+            keras_model.get_layer(name).set_weights([kernel, sd[f"{name}.bias"]])
     if torch_model.cfg.binary_input:
         keras_model.get_layer("input_threshold").set_weights([sd["input_threshold"]])
 

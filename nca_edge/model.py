@@ -20,6 +20,8 @@ Quantized variants (``CAConfig.quant``; quantizers in ``nca_edge.quant``, Larq s
   ``sign(state_c - t_c)`` with a learned threshold per channel; out-of-grid neighbours are
   empty cells (state 0), quantized like any other cell (pad, then quantize).
 * bnn: both.
+* ``learned_scale`` (bwn, bnn): alpha_o is a trained parameter (``<layer>.scale``, initialised
+  to mean |W[o]|, kept > 0) rather than Larq's stop-gradient mean |W[o]|.
 
 The same parameters are applied in two layouts that compute the same function:
 
@@ -36,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import CAConfig
-from .quant import clip_latent_, magnitude_aware_sign, ste_heaviside, ste_sign
+from .quant import channel_scale, clip_latent_, magnitude_aware_sign, ste_heaviside, ste_sign
 
 def param_shapes(cfg: CAConfig) -> dict[str, tuple[int, ...]]:
     """Tensor names in checkpoints (safetensors keys) and their shapes for a config."""
@@ -51,6 +53,8 @@ def param_shapes(cfg: CAConfig) -> dict[str, tuple[int, ...]]:
     }
     if cfg.binary_input:
         shapes["input_threshold"] = (c,)
+    if cfg.learned_scale:
+        shapes.update({"perceive.scale": (p,), "update1.scale": (h,), "update2.scale": (c - 1,)})
     return shapes
 
 
@@ -72,6 +76,10 @@ class CAModel(nn.Module):
         if cfg.binary_weights:
             # A binarized all-zero kernel has scale 0 and passes no gradient: start tiny instead.
             nn.init.uniform_(self.update2.weight, -1e-3, 1e-3)
+        if cfg.learned_scale:
+            for conv in self.convs():
+                conv.register_parameter("scale", nn.Parameter(torch.empty(conv.out_channels)))
+            self.reset_scales()
         if cfg.binary_input:
             # Thresholds between "empty" (0) and typical values: the pixel's is the alive threshold.
             t = torch.zeros(c)
@@ -79,11 +87,22 @@ class CAModel(nn.Module):
             self.input_threshold = nn.Parameter(t)
 
     # ------------------------------------------------------------------ quantized pieces
+    def convs(self) -> tuple[nn.Conv2d, nn.Conv2d, nn.Conv2d]:
+        return self.perceive, self.update1, self.update2
+
+    @torch.no_grad()
+    def reset_scales(self) -> None:
+        """learned_scale: set every alpha_o to mean |W[o]| of the current latent kernel."""
+        for conv in self.convs():
+            conv.scale.copy_(channel_scale(conv.weight).flatten())
+
     def kernels(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        ws = (self.perceive.weight, self.update1.weight, self.update2.weight)
-        if self.cfg.binary_weights:
-            ws = tuple(magnitude_aware_sign(w) for w in ws)
-        return ws
+        """The kernels the step uses: real, or binary (+-alpha_o per output channel)."""
+        if not self.cfg.binary_weights:
+            return tuple(conv.weight for conv in self.convs())
+        if self.cfg.learned_scale:
+            return tuple(conv.scale.view(-1, 1, 1, 1) * ste_sign(conv.weight) for conv in self.convs())
+        return tuple(magnitude_aware_sign(conv.weight) for conv in self.convs())
 
     def act(self, x: torch.Tensor) -> torch.Tensor:
         if not self.cfg.binary_activations:
@@ -100,8 +119,12 @@ class CAModel(nn.Module):
     def clip_latent_weights(self) -> None:
         """Larq's weight_clip: keep latent binary kernels in [-1, 1] (call after each step)."""
         if self.cfg.binary_weights:
-            for w in (self.perceive.weight, self.update1.weight, self.update2.weight):
-                clip_latent_(w)
+            for conv in self.convs():
+                clip_latent_(conv.weight)
+        if self.cfg.learned_scale:  # alpha > 0 keeps sign(alpha * acc + b) foldable into a threshold
+            with torch.no_grad():
+                for conv in self.convs():
+                    conv.scale.clamp_(min=1e-6)
 
     # ------------------------------------------------------------------ the two layouts
     def _update(self, pre: torch.Tensor, w2: torch.Tensor, w3: torch.Tensor) -> torch.Tensor:

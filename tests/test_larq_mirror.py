@@ -14,8 +14,9 @@ from nca_edge.size import packed_bytes
 lm = pytest.importorskip("nca_edge.larq_mirror")
 pytest.importorskip("larq")
 
-VARIANTS = [("float", False, "sign"), ("bwn", False, "sign"), ("ban", False, "sign"), ("bnn", False, "sign"),
-            ("bnn", True, "sign"), ("bnn", False, "heaviside")]
+VARIANTS = [("float", False, "sign", False), ("bwn", False, "sign", False), ("ban", False, "sign", False),
+            ("bnn", False, "sign", False), ("bnn", True, "sign", False), ("bnn", False, "heaviside", False),
+            ("bnn", False, "sign", True)]
 
 
 @pytest.fixture(scope="module")
@@ -33,12 +34,16 @@ def _model(cfg: CAConfig) -> CAModel:
     if cfg.binary_input:
         with torch.no_grad():
             m.input_threshold.add_(torch.linspace(-0.05, 0.05, cfg.channels))
+    if cfg.learned_scale:
+        with torch.no_grad():
+            for conv in m.convs():
+                conv.scale.uniform_(0.02, 0.2)
     return m
 
 
-@pytest.mark.parametrize("quant, binary_input, act", VARIANTS)
-def test_same_next_state_and_labels_over_50_steps(quant, binary_input, act, pixels):
-    cfg = CAConfig(quant=quant, binary_input=binary_input, binary_act=act)
+@pytest.mark.parametrize("quant, binary_input, act, learned_scale", VARIANTS)
+def test_same_next_state_and_labels_over_50_steps(quant, binary_input, act, learned_scale, pixels):
+    cfg = CAConfig(quant=quant, binary_input=binary_input, binary_act=act, learned_scale=learned_scale)
     m = _model(cfg)
     km = lm.build_step_model(cfg, 28, 28, batch=len(pixels))
     lm.load_torch_weights(km, m)

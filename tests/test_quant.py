@@ -88,10 +88,11 @@ def test_variant_kernels_and_activations_are_binary(quant, binary_input, digit_p
     assert sum(p.numel() for p in m.parameters()) == cfg.param_count()
 
 
-@pytest.mark.parametrize("quant, binary_input, act", [("bwn", False, "sign"), ("ban", False, "sign"),
-                                                     ("bnn", False, "sign"), ("bnn", True, "sign"), ("bnn", False, "heaviside")])
-def test_alive_cell_layout_matches_the_dense_step_for_every_variant(quant, binary_input, act, digit_pixels):
-    cfg = CAConfig(quant=quant, binary_input=binary_input, binary_act=act)
+@pytest.mark.parametrize("quant, binary_input, act, scale", [
+    ("bwn", False, "sign", False), ("ban", False, "sign", False), ("bnn", False, "sign", False),
+    ("bnn", True, "sign", False), ("bnn", False, "heaviside", False), ("bwn", False, "sign", True)])
+def test_alive_cell_layout_matches_the_dense_step_for_every_variant(quant, binary_input, act, scale, digit_pixels):
+    cfg = CAConfig(quant=quant, binary_input=binary_input, binary_act=act, learned_scale=scale)
     torch.manual_seed(2)
     m = CAModel(cfg)
     torch.nn.init.normal_(m.update2.weight, std=0.3)
@@ -140,3 +141,20 @@ def test_fixed_point_state_stays_on_the_int8_grid_in_both_layouts(digit_pixels):
     assert torch.equal(q, q.round()) and q.min() >= -128 and q.max() <= 127
     # the layouts sum in different orders: a value landing on a rounding tie may differ by one step
     assert (plan.scatter(hidden, state[:, 0]) != state).float().mean() < 0.005
+
+
+def test_learned_scales_receive_gradients_and_start_at_mean_abs(digit_pixels):
+    cfg = CAConfig(quant="bwn", learned_scale=True)
+    torch.manual_seed(0)
+    m = CAModel(cfg)
+    torch.testing.assert_close(m.perceive.scale, m.perceive.weight.abs().mean((1, 2, 3)))
+    assert sum(p.numel() for p in m.parameters()) == cfg.param_count() == 22_499 + 80 + 80 + 19
+    torch.nn.init.normal_(m.update2.weight, std=0.3)
+    m.reset_scales()
+    state = ca_step(m, seed_state(digit_pixels, cfg), torch.ones(digit_pixels.shape, dtype=torch.bool))
+    state[:, -10:].pow(2).sum().backward()
+    assert all(conv.scale.grad is not None and conv.scale.grad.abs().sum() > 0 for conv in m.convs())
+    with torch.no_grad():
+        m.update2.scale.fill_(-1.0)
+    m.clip_latent_weights()
+    assert m.update2.scale.min() > 0

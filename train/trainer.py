@@ -108,6 +108,8 @@ class Trainer:
         if not copied:
             raise NCAEdgeError(f"--init {path}: no tensor matches this model's names and shapes")
         self.model.load_state_dict(copied, strict=False)
+        if self.cfg.learned_scale and not any(k.endswith(".scale") for k in copied):
+            self.model.reset_scales()  # e.g. from a float model: alpha_o = mean |W[o]|
         self.model.clip_latent_weights()
 
     # ------------------------------------------------------------------ data
