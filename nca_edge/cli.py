@@ -83,6 +83,8 @@ def dataset_options(f):
 @click.option("--binary-input", is_flag=True, help="ban/bnn: binarize the state entering the 3x3 conv too (learned thresholds).")
 @click.option("--binary-act", type=click.Choice(["sign", "heaviside"]), default="sign", show_default=True,
               help="ban/bnn: hidden activations +-1 (sign) or 0/1 (heaviside, the 1-bit ReLU).")
+@click.option("--fresh-warmup", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Curriculum: fresh digits only (no pool, no mutation) for the first N iterations.")
 @click.option("--learned-scale", is_flag=True, help="bwn/bnn: train each binary kernel's per-channel scale.")
 @click.option("--init", "init_from", default="", help="Warm start from a checkpoint (path, or a shipped name such as float).")
 @click.option("--state-frac-bits", type=click.IntRange(0, 7), default=None,
@@ -93,7 +95,7 @@ def dataset_options(f):
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @dataset_options
 def train(quant, iterations, seed, out_dir, resume, device, batch_size, steps, lr, checkpoint_every, subset,
-          binary_input, binary_act, learned_scale, init_from, state_frac_bits, distill_from, distill_weight, no_progress, dataset, data_dir):
+          binary_input, binary_act, fresh_warmup, learned_scale, init_from, state_frac_bits, distill_from, distill_weight, no_progress, dataset, data_dir):
     """Train the CA with the article's recipe (pool, mutation, residual noise, L2 loss)."""
     if learned_scale and quant not in ("bwn", "bnn"):
         raise NCAEdgeError(f"--learned-scale needs --quant bwn or bnn (got {quant})")
@@ -108,7 +110,7 @@ def train(quant, iterations, seed, out_dir, resume, device, batch_size, steps, l
         digits = replace(digits, train_x=digits.train_x[:subset], train_y=digits.train_y[:subset])
     tc = TrainConfig(iterations=iterations, seed=seed, batch_size=batch_size, steps=steps, lr=lr,
                      checkpoint_every=checkpoint_every, dataset=dataset, init_from=init_from,
-                     distill_from=distill_from, distill_weight=distill_weight if distill_from else 0.0,
+                     fresh_warmup=fresh_warmup, distill_from=distill_from, distill_weight=distill_weight if distill_from else 0.0,
                      pool_size=max(TrainConfig.pool_size, batch_size),
                      n_fresh=min(TrainConfig.n_fresh, batch_size // 4), n_mutate=min(TrainConfig.n_mutate, batch_size // 4))
     config = Config(ca=CAConfig(quant=quant, binary_input=binary_input, binary_act=binary_act, learned_scale=learned_scale,

@@ -98,6 +98,7 @@ class TrainConfig:
     n_fresh: int = 4  # batch slots replaced by fresh digits each iteration
     n_mutate: int = 4  # batch slots whose digit is swapped ("mutation")
     steps: int = 20  # CA steps per iteration; loss at the last step
+    fresh_warmup: int = 0  # curriculum: the first N iterations use fresh digits only (no pool, no mutation)
     lr: float = 1e-3
     lr_boundaries: tuple[int, ...] = (30_000, 70_000)
     lr_decay: float = 0.1  # multiplied in at each boundary

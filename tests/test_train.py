@@ -168,3 +168,14 @@ def test_distillation_term_is_zero_for_an_identical_teacher_and_positive_otherwi
     reference = Trainer(base, small_digits, tmp_path / "r", torch.device("cpu")).train_step()
     assert first_loss("same") == pytest.approx(reference, abs=1e-6)
     assert first_loss("other") > reference + 1e-3
+
+
+def test_fresh_warmup_uses_fresh_digits_only(tmp_path, small_digits):
+    cfg = small_config(3)
+    t = Trainer(replace(cfg, train=replace(cfg.train, fresh_warmup=2)), small_digits, tmp_path, torch.device("cpu"))
+    t.pool_x[:, 1:] = 7.0  # a poisoned pool: any slot taken from it would carry 7s
+    _, x, _ = t._batch()
+    assert torch.count_nonzero(x[:, 1:]) == 0
+    t.iteration = 2
+    _, x, _ = t._batch()
+    assert torch.count_nonzero(x[:, 1:]) > 0  # after the warm-up, pool slots come back

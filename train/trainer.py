@@ -4,6 +4,7 @@ One iteration (defaults in ``nca_edge.config.TrainConfig``)::
 
     idx    = 16 random pool slots (of 160)
     x      = pool[idx]; slots 0..3 <- fresh digits; slots 12..15 <- mutated to new digits
+             (all 16 fresh during the first ``fresh_warmup`` iterations, default 0)
     for 20 steps:  x = ca_step(x, fire ~ Bernoulli(0.5), noise ~ N(0, 0.02))
     loss   = mean over samples of  mean over alive cells of  sum_k (x[class k] - onehot_k)^2
              (+ distill_weight * update-rule distillation, see TrainConfig.distill_from)
@@ -125,6 +126,9 @@ class Trainer:
         tc = self.tc
         idx = torch.randperm(tc.pool_size, generator=self.gen)[: tc.batch_size].to(self.device)
         x, y = self.pool_x[idx].clone(), self.pool_y[idx].clone()
+        if self.iteration < tc.fresh_warmup:  # curriculum: fresh digits only, no persistence yet
+            x, y = self._fresh(tc.batch_size)
+            return idx, x, y
         if tc.n_fresh:
             x[: tc.n_fresh], y[: tc.n_fresh] = self._fresh(tc.n_fresh)
         if tc.n_mutate:
