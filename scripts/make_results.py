@@ -51,6 +51,9 @@ def main() -> None:
     if notes.is_file():
         parts += [notes.read_text().strip(), ""]
     parts += [
+        "## Model size vs accuracy (shipped models)",
+        "",
+        fragment("compare.md", "not measured yet"),
         "## Training throughput",
         "",
         fragment("bench_train.md", "not measured yet"),

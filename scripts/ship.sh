@@ -14,4 +14,8 @@ log="$(dirname "$ckpt")/log.csv"
 if [ -f "$log" ]; then
     .venv/bin/python scripts/plot_training.py "$log" --out "docs/results/$name/train_loss.png"
 fi
+{
+    .venv/bin/nca-edge compare --format markdown --no-progress
+    printf '\nCommand: `nca-edge compare --format markdown` (every shipped model; metrics recorded by the eval above).\n'
+} > docs/results/compare.md
 .venv/bin/python scripts/make_results.py
