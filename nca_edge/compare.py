@@ -62,11 +62,15 @@ def compare_rows(models: list[str], digits, n_digits: int, mask_seed: int = 0, s
 def add_larq_sizes(rows: list[dict]) -> None:
     """Attach larq.models.summary's model size to each row (needs TensorFlow + Larq)."""
     from .config import CAConfig
+    from .errors import NCAEdgeError
     from .larq_mirror import build_step_model, larq_summary
 
     for r in rows:
-        cfg = CAConfig(**{k: v for k, v in r["_config"].items()})
-        r["_larq_bytes"] = larq_summary(build_step_model(cfg, 28, 28, batch=1))["model_size_bytes"]
+        cfg = CAConfig(**r["_config"])
+        try:
+            r["_larq_bytes"] = larq_summary(build_step_model(cfg, 28, 28, batch=1))["model_size_bytes"]
+        except NCAEdgeError:
+            r["_larq_bytes"] = None  # no mirror for this configuration: no Larq figure
 
 
 def _public(row: dict) -> dict:

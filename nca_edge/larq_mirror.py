@@ -43,6 +43,8 @@ def _tf():
 
 
 def build_step_model(cfg: CAConfig, height: int = 28, width: int = 28, batch: int | None = None):
+    if cfg.state_frac_bits is not None:
+        raise NCAEdgeError("the Larq mirror does not model the int8 fixed-point state (state_frac_bits) yet")
     tf, lq = _tf()
     keras = tf.keras
     c, p, h = cfg.channels, cfg.perception, cfg.hidden

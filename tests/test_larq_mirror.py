@@ -73,3 +73,10 @@ def test_larq_memory_figure_differs_from_ours_only_by_the_scales_it_does_not_cou
     # Larq prints KiB with 2 decimals (+-5 bytes); it derives alpha from the latent weights, so
     # it does not count the per-channel scales a device must store.
     assert abs(s["model_size_bytes"] - (packed_bytes(cfg) - scales)) <= 6
+
+
+def test_mirror_refuses_what_it_does_not_model():
+    from nca_edge.errors import NCAEdgeError
+
+    with pytest.raises(NCAEdgeError, match="fixed-point state"):
+        lm.build_step_model(CAConfig(state_frac_bits=4))
