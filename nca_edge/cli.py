@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .config import QUANT_VARIANTS, CAConfig, Config, TrainConfig
+from .config import LAYERS, QUANT_VARIANTS, CAConfig, Config, TrainConfig
 from .errors import NCAEdgeError
 
 
@@ -78,6 +78,8 @@ def dataset_options(f):
 @click.option("--steps", type=click.IntRange(min=1), default=TrainConfig.steps, show_default=True,
               help="CA steps per iteration.")
 @click.option("--lr", type=float, default=TrainConfig.lr, show_default=True)
+@click.option("--lr-boundaries", default=",".join(map(str, TrainConfig.lr_boundaries)), show_default=True,
+              metavar="N[,N]", help="Iterations at which the learning rate is multiplied by 0.1.")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=TrainConfig.checkpoint_every, show_default=True)
 @click.option("--subset", type=click.IntRange(min=1), default=None, help="Train on the first N training digits only.")
 @click.option("--binary-input", is_flag=True, help="ban/bnn: binarize the state entering the 3x3 conv too (learned thresholds).")
@@ -86,6 +88,8 @@ def dataset_options(f):
 @click.option("--fresh-warmup", type=click.IntRange(min=0), default=0, show_default=True,
               help="Curriculum: fresh digits only (no pool, no mutation) for the first N iterations.")
 @click.option("--learned-scale", is_flag=True, help="bwn/bnn: train each binary kernel's per-channel scale.")
+@click.option("--real-weights", default="", metavar="LAYER[,LAYER]",
+              help="bwn/bnn: keep these layers' kernels real (int8 on a device): perceive, update1, update2.")
 @click.option("--init", "init_from", default="", help="Warm start from a checkpoint (path, or a shipped name such as float).")
 @click.option("--state-frac-bits", type=click.IntRange(0, 7), default=None,
               help="Int8 fixed-point state with this many fractional bits (fake-quantized in training).")
@@ -94,13 +98,22 @@ def dataset_options(f):
               help="Weight of the distillation term (with --distill).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @dataset_options
-def train(quant, iterations, seed, out_dir, resume, device, batch_size, steps, lr, checkpoint_every, subset,
-          binary_input, binary_act, fresh_warmup, learned_scale, init_from, state_frac_bits, distill_from, distill_weight, no_progress, dataset, data_dir):
+def train(quant, iterations, seed, out_dir, resume, device, batch_size, steps, lr, lr_boundaries, checkpoint_every, subset,
+          binary_input, binary_act, fresh_warmup, learned_scale, real_weights, init_from, state_frac_bits, distill_from, distill_weight, no_progress, dataset, data_dir):
     """Train the CA with the article's recipe (pool, mutation, residual noise, L2 loss)."""
     if learned_scale and quant not in ("bwn", "bnn"):
         raise NCAEdgeError(f"--learned-scale needs --quant bwn or bnn (got {quant})")
     if (binary_input or binary_act != "sign") and quant not in ("ban", "bnn"):
         raise NCAEdgeError(f"--binary-input and --binary-act need --quant ban or bnn (got {quant})")
+    try:
+        boundaries = tuple(sorted(int(b) for b in lr_boundaries.split(",") if b.strip()))
+    except ValueError:
+        raise NCAEdgeError(f"--lr-boundaries {lr_boundaries!r}: expected iteration numbers separated by commas") from None
+    real = tuple(n for n in real_weights.split(",") if n)
+    if real and quant not in ("bwn", "bnn"):
+        raise NCAEdgeError(f"--real-weights needs --quant bwn or bnn (got {quant})")
+    if any(n not in LAYERS for n in real):
+        raise NCAEdgeError(f"--real-weights {real_weights}: layers are {', '.join(LAYERS)}")
     from train import train as run_training
 
     from .data import load_digits
@@ -108,13 +121,13 @@ def train(quant, iterations, seed, out_dir, resume, device, batch_size, steps, l
     digits = load_digits(dataset, data_dir)
     if subset is not None:
         digits = replace(digits, train_x=digits.train_x[:subset], train_y=digits.train_y[:subset])
-    tc = TrainConfig(iterations=iterations, seed=seed, batch_size=batch_size, steps=steps, lr=lr,
+    tc = TrainConfig(iterations=iterations, seed=seed, batch_size=batch_size, steps=steps, lr=lr, lr_boundaries=boundaries,
                      checkpoint_every=checkpoint_every, dataset=dataset, init_from=init_from,
                      fresh_warmup=fresh_warmup, distill_from=distill_from, distill_weight=distill_weight if distill_from else 0.0,
                      pool_size=max(TrainConfig.pool_size, batch_size),
                      n_fresh=min(TrainConfig.n_fresh, batch_size // 4), n_mutate=min(TrainConfig.n_mutate, batch_size // 4))
     config = Config(ca=CAConfig(quant=quant, binary_input=binary_input, binary_act=binary_act, learned_scale=learned_scale,
-                                    state_frac_bits=state_frac_bits), train=tc)
+                                    state_frac_bits=state_frac_bits, real_weights=real), train=tc)
     trainer = run_training(config, digits, out_dir, device=device, resume=resume, progress=not no_progress)
     click.echo(f"saved {out_dir / 'model.safetensors'} after {trainer.iteration} iterations "
                f"({trainer.elapsed / 60:.1f} min of training)")

@@ -13,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 QUANT_VARIANTS = ("float", "bwn", "ban", "bnn")
+LAYERS = ("perceive", "update1", "update2")  # the three convolutions, in order
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,9 @@ class CAConfig:
     # Fixed-point state: every state value (pixel included) is an int8 q meaning q / 2**state_frac_bits,
     # enforced in training by fake quantization after every update. None = float state.
     state_frac_bits: int | None = None
+    # bwn/bnn: layers (of LAYERS) whose kernels stay real-valued (int8 on a device) instead of binary,
+    # the usual first/last-layer exception of binary networks; () = every kernel binary.
+    real_weights: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.quant not in QUANT_VARIANTS:
@@ -66,12 +70,20 @@ class CAConfig:
             raise ValueError("binary_input needs a variant with binary activations (ban, bnn)")
         if self.state_frac_bits is not None and not 0 <= self.state_frac_bits <= 7:
             raise ValueError("state_frac_bits must be in 0..7 (int8 state)")
+        if any(n not in LAYERS for n in self.real_weights) or len(set(self.real_weights)) != len(self.real_weights):
+            raise ValueError(f"real_weights must name distinct layers of {LAYERS}, not {self.real_weights!r}")
+        if self.real_weights and not self.binary_weights:
+            raise ValueError("real_weights needs a variant with binary weights (bwn, bnn)")
         if not 0.0 < self.fire_rate <= 1.0:
             raise ValueError("fire_rate must be in (0, 1]")
 
     @property
     def binary_weights(self) -> bool:
         return self.quant in ("bwn", "bnn")
+
+    def binary_kernel(self, layer: str) -> bool:
+        """Whether ``layer``'s kernel is binary (+-alpha_o) in this variant."""
+        return self.binary_weights and layer not in self.real_weights
 
     @property
     def binary_activations(self) -> bool:
@@ -85,7 +97,9 @@ class CAConfig:
     def param_count(self) -> int:
         c, p, h = self.channels, self.perception, self.hidden
         n = (9 * c * p + p) + (p * h + h) + (h * (c - 1) + (c - 1)) + (c if self.binary_input else 0)
-        return n + ((p + h + c - 1) if self.learned_scale else 0)
+        if self.learned_scale:
+            n += sum(out for name, out in zip(LAYERS, (p, h, c - 1)) if self.binary_kernel(name))
+        return n
 
 
 @dataclass(frozen=True)

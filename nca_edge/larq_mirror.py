@@ -11,7 +11,8 @@
     ds   = QuantConv2D(C-1, 1, input_quantizer=q_a, kernel_quantizer=q_w)(act(h))
     next = concat(state[..., :1], state[..., 1:] + ds * fire * (state[..., :1] > thr))
 
-with q_w = "magnitude_aware_sign" for binary kernels (bwn, bnn) and q_a = "ste_sign" for
+with q_w = "magnitude_aware_sign" for binary kernels (bwn, bnn; not the layers named in
+``real_weights``) and q_a = "ste_sign" for
 binary activations (ban, bnn; then act = identity, since the next layer's input quantizer
 binarizes; otherwise act = ReLU). With ``learned_scale`` each conv is a bias-free
 ``QuantConv2D(kernel_quantizer="ste_sign")`` followed by ``ScaleBias`` (y * alpha_o + b_o). The same semantics as ``nca_edge.model.CAModel``;
@@ -48,8 +49,6 @@ def build_step_model(cfg: CAConfig, height: int = 28, width: int = 28, batch: in
     tf, lq = _tf()
     keras = tf.keras
     c, p, h = cfg.channels, cfg.perception, cfg.hidden
-    q_w = "magnitude_aware_sign" if cfg.binary_weights else None
-    clip = "weight_clip" if cfg.binary_weights else None  # as in training (latent weights in [-1, 1])
     q_a = ("ste_heaviside" if cfg.binary_act == "heaviside" else "ste_sign") if cfg.binary_activations else None
     act = None if cfg.binary_activations else "relu"
     InputThreshold, CAUpdate, ScaleBias = _layers()
@@ -60,7 +59,10 @@ def build_step_model(cfg: CAConfig, height: int = 28, width: int = 28, batch: in
     if cfg.binary_input:
         x = InputThreshold(c, name="input_threshold")(x)
     def conv(x, filters, size, name, input_quantizer=None, activation=None):
-        if not cfg.learned_scale:
+        binary = cfg.binary_kernel(name)
+        q_w = "magnitude_aware_sign" if binary else None
+        clip = "weight_clip" if binary else None  # as in training (latent weights in [-1, 1])
+        if not (cfg.learned_scale and binary):
             return lq.layers.QuantConv2D(filters, size, padding="valid", input_quantizer=input_quantizer,
                                          kernel_quantizer=q_w, kernel_constraint=clip, activation=activation,
                                          name=name)(x)
@@ -139,7 +141,7 @@ def load_torch_weights(keras_model, torch_model) -> None:
     sd = {k: v.detach().cpu().numpy() for k, v in torch_model.state_dict().items()}
     for name in ("perceive", "update1", "update2"):
         kernel = np.transpose(sd[f"{name}.weight"], (2, 3, 1, 0))
-        if torch_model.cfg.learned_scale:
+        if torch_model.cfg.learned_scale and torch_model.cfg.binary_kernel(name):
             keras_model.get_layer(name).set_weights([kernel])
             keras_model.get_layer(f"{name}_scale_bias").set_weights([sd[f"{name}.scale"], sd[f"{name}.bias"]])
         else:

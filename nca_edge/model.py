@@ -20,6 +20,8 @@ Quantized variants (``CAConfig.quant``; quantizers in ``nca_edge.quant``, Larq s
   ``sign(state_c - t_c)`` with a learned threshold per channel; out-of-grid neighbours are
   empty cells (state 0), quantized like any other cell (pad, then quantize).
 * bnn: both.
+* ``real_weights`` (bwn, bnn): the named layers keep real kernels (the first/last-layer
+  exception of binary networks; int8 on a device).
 * ``learned_scale`` (bwn, bnn): alpha_o is a trained parameter (``<layer>.scale``, initialised
   to mean |W[o]|, kept > 0) rather than Larq's stop-gradient mean |W[o]|.
 
@@ -37,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import CAConfig
+from .config import LAYERS, CAConfig
 from .quant import channel_scale, clip_latent_, magnitude_aware_sign, ste_heaviside, ste_sign
 
 def param_shapes(cfg: CAConfig) -> dict[str, tuple[int, ...]]:
@@ -54,7 +56,7 @@ def param_shapes(cfg: CAConfig) -> dict[str, tuple[int, ...]]:
     if cfg.binary_input:
         shapes["input_threshold"] = (c,)
     if cfg.learned_scale:
-        shapes.update({"perceive.scale": (p,), "update1.scale": (h,), "update2.scale": (c - 1,)})
+        shapes.update({f"{n}.scale": (o,) for n, o in zip(LAYERS, (p, h, c - 1)) if cfg.binary_kernel(n)})
     return shapes
 
 
@@ -73,11 +75,11 @@ class CAModel(nn.Module):
             nn.init.zeros_(conv.bias)
         nn.init.zeros_(self.update2.weight)
         nn.init.zeros_(self.update2.bias)
-        if cfg.binary_weights:
+        if cfg.binary_kernel("update2"):
             # A binarized all-zero kernel has scale 0 and passes no gradient: start tiny instead.
             nn.init.uniform_(self.update2.weight, -1e-3, 1e-3)
         if cfg.learned_scale:
-            for conv in self.convs():
+            for conv in self.binary_convs():
                 conv.register_parameter("scale", nn.Parameter(torch.empty(conv.out_channels)))
             self.reset_scales()
         if cfg.binary_input:
@@ -90,19 +92,26 @@ class CAModel(nn.Module):
     def convs(self) -> tuple[nn.Conv2d, nn.Conv2d, nn.Conv2d]:
         return self.perceive, self.update1, self.update2
 
+    def binary_convs(self) -> list[nn.Conv2d]:
+        """The convolutions whose kernels are binary (none for float/ban; see CAConfig.real_weights)."""
+        return [conv for name, conv in zip(LAYERS, self.convs()) if self.cfg.binary_kernel(name)]
+
     @torch.no_grad()
     def reset_scales(self) -> None:
         """learned_scale: set every alpha_o to mean |W[o]| of the current latent kernel."""
-        for conv in self.convs():
+        for conv in self.binary_convs():
             conv.scale.copy_(channel_scale(conv.weight).flatten())
 
     def kernels(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The kernels the step uses: real, or binary (+-alpha_o per output channel)."""
-        if not self.cfg.binary_weights:
-            return tuple(conv.weight for conv in self.convs())
+        return tuple(self._kernel(name, conv) for name, conv in zip(LAYERS, self.convs()))
+
+    def _kernel(self, name: str, conv: nn.Conv2d) -> torch.Tensor:
+        if not self.cfg.binary_kernel(name):
+            return conv.weight
         if self.cfg.learned_scale:
-            return tuple(conv.scale.view(-1, 1, 1, 1) * ste_sign(conv.weight) for conv in self.convs())
-        return tuple(magnitude_aware_sign(conv.weight) for conv in self.convs())
+            return conv.scale.view(-1, 1, 1, 1) * ste_sign(conv.weight)
+        return magnitude_aware_sign(conv.weight)
 
     def act(self, x: torch.Tensor) -> torch.Tensor:
         if not self.cfg.binary_activations:
@@ -118,12 +127,11 @@ class CAModel(nn.Module):
 
     def clip_latent_weights(self) -> None:
         """Larq's weight_clip: keep latent binary kernels in [-1, 1] (call after each step)."""
-        if self.cfg.binary_weights:
-            for conv in self.convs():
-                clip_latent_(conv.weight)
+        for conv in self.binary_convs():
+            clip_latent_(conv.weight)
         if self.cfg.learned_scale:  # alpha > 0 keeps sign(alpha * acc + b) foldable into a threshold
             with torch.no_grad():
-                for conv in self.convs():
+                for conv in self.binary_convs():
                     conv.scale.clamp_(min=1e-6)
 
     # ------------------------------------------------------------------ the two layouts

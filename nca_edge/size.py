@@ -2,7 +2,8 @@
 
 Rules (per layer l = 1: 3x3 perception, 2: first 1x1, 3: second 1x1 producing ds):
 
-* kernels: 32-bit floats, or 1 bit per weight for binary kernels (bwn, bnn);
+* kernels: 32-bit floats, or 1 bit per weight for binary kernels (bwn, bnn), or 8 bits for the
+  layers a binary variant keeps real (``real_weights``: int8 with a per-channel scale on a device);
 * a binary kernel has one scale alpha_o per output channel (32 bits);
 * a layer whose output is binarized (ban, bnn: layers 1 and 2) needs only the sign of
   ``alpha_o * acc + b_o``; with alpha_o > 0 that is ``sign(acc + b_o / alpha_o)``, so scale and
@@ -41,7 +42,6 @@ class TensorSpec:
 
 def tensor_table(cfg: CAConfig) -> list[TensorSpec]:
     c, p, h = cfg.channels, cfg.perception, cfg.hidden
-    kbits = 1 if cfg.binary_weights else 32
     layers = [("perceive", (p, c, 3, 3)), ("update1", (h, p, 1, 1)), ("update2", (c - 1, h, 1, 1))]
     binary_out = {"perceive": cfg.binary_activations, "update1": cfg.binary_activations, "update2": False}
     rows: list[TensorSpec] = []
@@ -54,13 +54,21 @@ def tensor_table(cfg: CAConfig) -> list[TensorSpec]:
         rows.append(TensorSpec("input_threshold", (c,), 8, "constants", "t_c, compared with the int8 state"))
     for name, shape in layers:
         out = shape[0]
-        rows.append(TensorSpec(f"{name}.weight", shape, kbits, "weights", "sign(W), bit-packed" if kbits == 1 else "float32"))
+        if cfg.binary_kernel(name):
+            kbits, note = 1, "sign(W), bit-packed"
+        elif cfg.binary_weights:  # a real layer of a binary variant: int8 per output channel
+            kbits, note = 8, "int8, per-channel scale"
+        else:
+            kbits, note = 32, "float32"
+        rows.append(TensorSpec(f"{name}.weight", shape, kbits, "weights", note))
         if binary_out[name]:
             rows.append(TensorSpec(f"{name}.threshold", (out,), 32, "constants",
                                    "b/alpha folded" if kbits == 1 else "bias as threshold"))
         else:
             if kbits == 1:
                 rows.append(TensorSpec(f"{name}.scale", (out,), 32, "constants", "alpha_o = mean|W[o]|"))
+            elif kbits == 8:
+                rows.append(TensorSpec(f"{name}.scale", (out,), 32, "constants", "int8 kernel scale"))
             rows.append(TensorSpec(f"{name}.bias", (out,), 32, "constants", "float32"))
         if name != "update2":
             act_bits = 1 if cfg.binary_activations else 32

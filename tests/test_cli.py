@@ -52,6 +52,9 @@ def test_eval_writes_json_markdown_and_png_with_the_numbers_eval_computes(run, t
     [
         (["eval", "no/such/checkpoint"], "not found"),
         (["train", "--quant", "bwn", "--binary-input", "--iterations", "1"], "--binary-input and --binary-act need"),
+        (["train", "--quant", "bwn", "--real-weights", "perceive,conv9", "--iterations", "1"], "layers are perceive"),
+        (["train", "--quant", "ban", "--real-weights", "perceive", "--iterations", "1"], "--real-weights needs"),
+        (["train", "--lr-boundaries", "10,x", "--iterations", "1"], "--lr-boundaries"),
         (["train", "--init", "no-such-model", "--iterations", "1", "--subset", "10"], "not found"),
         (["eval", "float", "--data-dir", "/nonexistent"], "not a directory"),
         (["eval", "float", "--dataset", "fashion", "--data-dir", "/tmp"], "missing"),
@@ -83,6 +86,14 @@ def test_train_cli_runs_and_resumes(run, tmp_path):
     assert r.exit_code == 0 and "after 3 iterations" in r.output
     meta = json.loads((tmp_path / "model.json").read_text())
     assert meta["iterations"] == 3 and meta["config"]["train"]["batch_size"] == 8
+
+
+def test_train_cli_records_real_weights_and_lr_boundaries(run, tmp_path):
+    r = run("train", "--out", str(tmp_path), "--subset", "50", "--batch-size", "4", "--steps", "2", "--no-progress",
+            "--iterations", "1", "--quant", "bnn", "--real-weights", "perceive,update2", "--lr-boundaries", "500,100")
+    assert r.exit_code == 0
+    cfg = json.loads((tmp_path / "model.json").read_text())["config"]
+    assert cfg["ca"]["real_weights"] == ["perceive", "update2"] and cfg["train"]["lr_boundaries"] == [100, 500]
 
 
 def test_eval_with_a_post_training_int8_state(run, tmp_path):

@@ -25,6 +25,9 @@ def test_packed_sizes_by_hand():
     assert packed_bytes(CAConfig(quant="bnn")) == kernel_bits // 8 + (80 + 80) * 4 + 19 * 8
     assert packed_bytes(CAConfig(quant="bnn")) <= 4096
     assert packed_bytes(CAConfig(quant="bnn", binary_input=True)) == packed_bytes(CAConfig(quant="bnn")) + 20
+    # real first/last layers of a binary variant: int8 kernels with a 32-bit scale and bias per channel
+    ends = CAConfig(quant="bnn", real_weights=("perceive", "update2"))
+    assert packed_bytes(ends) == 9 * 20 * 80 + 80 * 4 + 80 * 80 // 8 + 80 * 4 + 80 * 19 + 19 * 8
 
 
 def test_every_variant_lists_binary_tensors_at_one_bit():

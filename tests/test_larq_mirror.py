@@ -17,6 +17,7 @@ pytest.importorskip("larq")
 VARIANTS = [("float", False, "sign", False), ("bwn", False, "sign", False), ("ban", False, "sign", False),
             ("bnn", False, "sign", False), ("bnn", True, "sign", False), ("bnn", False, "heaviside", False),
             ("bnn", False, "sign", True)]
+REAL_ENDS = ("perceive", "update2")  # the first/last-layer exception (CAConfig.real_weights)
 
 
 @pytest.fixture(scope="module")
@@ -36,14 +37,16 @@ def _model(cfg: CAConfig) -> CAModel:
             m.input_threshold.add_(torch.linspace(-0.05, 0.05, cfg.channels))
     if cfg.learned_scale:
         with torch.no_grad():
-            for conv in m.convs():
+            for conv in m.binary_convs():
                 conv.scale.uniform_(0.02, 0.2)
     return m
 
 
-@pytest.mark.parametrize("quant, binary_input, act, learned_scale", VARIANTS)
-def test_same_next_state_and_labels_over_50_steps(quant, binary_input, act, learned_scale, pixels):
-    cfg = CAConfig(quant=quant, binary_input=binary_input, binary_act=act, learned_scale=learned_scale)
+@pytest.mark.parametrize("quant, binary_input, act, learned_scale, real", [v + ((),) for v in VARIANTS] + [
+    ("bwn", False, "sign", False, REAL_ENDS), ("bnn", False, "sign", True, REAL_ENDS)])
+def test_same_next_state_and_labels_over_50_steps(quant, binary_input, act, learned_scale, real, pixels):
+    cfg = CAConfig(quant=quant, binary_input=binary_input, binary_act=act, learned_scale=learned_scale,
+                   real_weights=real)
     m = _model(cfg)
     km = lm.build_step_model(cfg, 28, 28, batch=len(pixels))
     lm.load_torch_weights(km, m)

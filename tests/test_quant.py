@@ -109,6 +109,32 @@ def test_alive_cell_layout_matches_the_dense_step_for_every_variant(quant, binar
     torch.testing.assert_close(plan.scatter(hidden, digit_pixels), state, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("scale", [False, True])
+def test_real_weights_keep_the_named_kernels_real_and_the_others_binary(scale):
+    cfg = CAConfig(quant="bnn", real_weights=("perceive", "update2"), learned_scale=scale)
+    torch.manual_seed(0)
+    m = CAModel(cfg)
+    w1, w2, w3 = m.kernels()
+    assert w1 is m.perceive.weight and w3 is m.update2.weight  # real: the trained tensor itself
+    assert not m.update2.weight.any()  # a real last layer starts at zero, like float's
+    assert set(w2.flatten(1).abs().unique(dim=1).shape[1:]) == {1}  # +-alpha_o per output channel
+    assert [n for n, _ in m.named_parameters() if n.endswith(".scale")] == (["update1.scale"] if scale else [])
+    assert sum(p.numel() for p in m.parameters()) == cfg.param_count()
+    with torch.no_grad():
+        m.perceive.weight.fill_(3.0)
+        m.update1.weight.fill_(3.0)
+    m.clip_latent_weights()  # only latent binary kernels are clipped to [-1, 1]
+    assert m.perceive.weight.max() == 3.0 and m.update1.weight.max() == 1.0
+
+
+@pytest.mark.parametrize("bad", [("conv9",), ("perceive", "perceive")])
+def test_real_weights_must_name_distinct_layers(bad):
+    with pytest.raises(ValueError, match="real_weights"):
+        CAConfig(quant="bwn", real_weights=bad)
+    with pytest.raises(ValueError, match="binary weights"):
+        CAConfig(quant="ban", real_weights=("perceive",))
+
+
 def test_binary_input_rejected_without_binary_activations():
     with pytest.raises(ValueError):
         CAConfig(quant="bwn", binary_input=True)
