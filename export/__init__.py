@@ -1,5 +1,190 @@
-"""Exporters: one CA step as a deployable graph (TFLite, int8, LCE, ONNX, packed bits, C).
+"""Exporters: one CA step as a deployable artifact, verified in the runtime named for it.
 
-Planned (see the export issue). Every exported artifact takes (state, pixel/alive, fire mask)
-and returns the next state; the host runs the loop and feeds masks from ``firmware_sim.prng``.
+Every artifact computes one step: inputs = the state (channel 0 = the grey pixel, from which
+the step derives the alive mask) and the fire mask; output = the next state. The host runs
+the loop and feeds masks from ``firmware_sim.prng`` (``export.host``). Each file embeds its
+artifact record (``export.artifact``: variant, config, grid, batch, source checkpoint).
+
+Formats (``FORMATS``):
+
+============  =========  ====================================  ==========================
+format        file       what                                  runtime that runs it
+============  =========  ====================================  ==========================
+onnx          .onnx      float32, opset 17, dynamic B/H/W       onnxruntime
+tflite        .tflite    float32 via the Larq mirror, fixed     tflite-runtime 2.14,
+                         batch and grid                         ai-edge-litert
+============  =========  ====================================  ==========================
+
+``export_model`` writes one format, ``export_all`` every format a model supports plus
+``manifest.json``. Files are written to a temporary name and renamed: a failure leaves
+nothing behind, and an existing output is replaced only with ``force``.
 """
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from nca_edge.atomic import atomic_write_bytes
+from nca_edge.errors import NCAEdgeError
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    suffix: str
+    runtime: str  # the runtime the tests and `verify` run it in
+    build: Callable  # (model, record_bytes/str, height, width, batch) -> bytes
+    about: str
+    fixed_shape: bool = True
+
+
+def _onnx(model, record: dict, height: int, width: int, batch: int) -> bytes:
+    from .onnx_export import onnx_bytes
+
+    return onnx_bytes(model, json.dumps(record, sort_keys=True), height, width)
+
+
+def _tflite(model, record: dict, height: int, width: int, batch: int) -> bytes:
+    from .artifact import encode_record
+    from .tflite_export import tflite_float_bytes, with_record
+
+    return with_record(tflite_float_bytes(model, height, width, batch), encode_record(record))
+
+
+FORMATS: dict[str, Format] = {
+    f.name: f
+    for f in [
+        Format("onnx", ".onnx", "onnxruntime", _onnx, "float32 ONNX (opset 17), any batch and grid", fixed_shape=False),
+        Format("tflite", ".tflite", "litert", _tflite, "float32 TFLite via the Larq mirror, fixed batch and grid"),
+    ]
+}
+
+
+def _check_supported(fmt: str, cfg) -> None:
+    if fmt not in FORMATS:
+        raise NCAEdgeError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt == "tflite" and cfg.state_frac_bits is not None:
+        raise NCAEdgeError("format tflite: the Larq mirror does not model an int8 fixed-point state "
+                           "(state_frac_bits); use --format onnx")
+
+
+def artifact_record(fmt: str, model, config, checkpoint: Path, height: int, width: int, batch: int) -> dict:
+    f = FORMATS[fmt]
+    return {
+        "format": fmt,
+        "variant": config.ca.quant,
+        "config": config.to_dict(),
+        "grid": [height, width] if f.fixed_shape else None,
+        "batch": batch if f.fixed_shape else None,
+        "checkpoint_sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
+    }
+
+
+def _load(model_ref: str):
+    from nca_edge.checkpoint import checkpoint_paths, load_checkpoint, resolve_model
+
+    path = resolve_model(model_ref)
+    model, config, _ = load_checkpoint(path)
+    return model, config, checkpoint_paths(path)[0]
+
+
+def build(model_ref: str, fmt: str, height: int = 28, width: int = 28, batch: int = 1) -> tuple[bytes, dict]:
+    """The bytes of one artifact and its record (nothing written)."""
+    model, config, weights = _load(model_ref)
+    _check_supported(fmt, config.ca)
+    record = artifact_record(fmt, model, config, weights, height, width, batch)
+    return FORMATS[fmt].build(model, record, height, width, batch), record
+
+
+def _check_target(path: Path, force: bool) -> None:
+    if path.exists() and not force:
+        raise NCAEdgeError(f"{path} exists; pass --force to replace it")
+    if path.exists() and path.is_dir():
+        raise NCAEdgeError(f"{path} is a directory")
+
+
+def export_model(model_ref: str, fmt: str, out: str | Path, force: bool = False, height: int = 28, width: int = 28,
+                 batch: int = 1) -> dict:
+    """Write one artifact; returns its manifest entry."""
+    out = Path(out)
+    _check_target(out, force)
+    data, record = build(model_ref, fmt, height, width, batch)
+    atomic_write_bytes(out, data)
+    return manifest_entry(out, data, record)
+
+
+def manifest_entry(path: Path, data: bytes, record: dict) -> dict:
+    from nca_edge.size import bit_widths
+    from nca_edge.config import Config
+
+    cfg = Config.from_dict(record["config"]).ca
+    wbits, abits = bit_widths(cfg)
+    return {
+        "file": path.name,
+        "format": record["format"],
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "variant": record["variant"],
+        "weight_bits": wbits,
+        "activation_bits": abits,
+        "real_weights": list(cfg.real_weights),
+        "io": io_spec(record["format"], path, cfg, record),
+    }
+
+
+def io_spec(fmt: str, path: Path, cfg, record: dict) -> dict:
+    """Inputs/outputs with shapes, dtypes and quantization, read back from the file's runtime."""
+    if fmt == "onnx":
+        import onnxruntime as ort
+
+        s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        def one(t):
+            return {"name": t.name, "shape": list(t.shape), "dtype": t.type, "quantization": None}
+        return {"inputs": [one(t) for t in s.get_inputs()], "outputs": [one(t) for t in s.get_outputs()]}
+    from ai_edge_litert.interpreter import Interpreter
+
+    from nca_edge.larq_mirror import quiet_stderr
+
+    with quiet_stderr():
+        it = Interpreter(model_path=str(path))
+    def one(d):
+        scale, zero = d["quantization"]
+        q = None if scale == 0 else {"scale": float(scale), "zero_point": int(zero)}
+        return {"name": d["name"], "shape": [int(x) for x in d["shape"]], "dtype": d["dtype"].__name__, "quantization": q}
+    return {"inputs": [one(d) for d in it.get_input_details()], "outputs": [one(d) for d in it.get_output_details()]}
+
+
+def export_all(model_ref: str, out_dir: str | Path, force: bool = False, height: int = 28, width: int = 28,
+               batch: int = 1, progress: Callable[[str], None] | None = None) -> dict:
+    """Every format the model supports, plus manifest.json (written last)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NCAEdgeError(f"{out_dir} is not a directory")
+    _, config, _ = _load(model_ref)
+    stem = config.ca.quant
+    todo = []
+    for fmt, f in FORMATS.items():
+        try:
+            _check_supported(fmt, config.ca)
+        except NCAEdgeError:
+            continue
+        todo.append((fmt, out_dir / f"{stem}{'-' + fmt if fmt not in ('onnx', 'tflite') else ''}{f.suffix}"))
+    for _, path in todo + [(None, out_dir / "manifest.json")]:
+        _check_target(path, force)
+    built = []
+    for fmt, path in todo:  # build everything in memory first: a failure writes nothing
+        if progress:
+            progress(fmt)
+        built.append((path, *build(model_ref, fmt, height, width, batch)))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for path, data, record in built:
+        atomic_write_bytes(path, data)
+        entries.append(manifest_entry(path, data, record))
+    manifest = {"model": model_ref, "variant": stem, "grid": [height, width], "batch": batch, "artifacts": entries}
+    atomic_write_bytes(out_dir / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
+    return manifest

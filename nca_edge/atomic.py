@@ -18,7 +18,10 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp" + path.suffix)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp" + path.suffix)
+    except OSError as e:  # report the file the user asked for, not the temporary name
+        raise OSError(e.errno, e.strerror, str(path)) from None
     os.close(fd)
     try:
         write(tmp)

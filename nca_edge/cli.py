@@ -259,6 +259,48 @@ def compare(models, fmt, digits, mask_seed, plot_path, verbose, no_progress, dat
         click.echo(f"wrote {plot_path}", err=True)
 
 
+def _grid(value: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise NCAEdgeError(f"--grid {value!r}: expected HEIGHTxWIDTH, e.g. 28x28") from None
+    if not (3 <= h <= 4096 and 3 <= w <= 4096):
+        raise NCAEdgeError(f"--grid {value}: height and width must be in 3..4096")
+    return h, w
+
+
+@main.command("export")
+@click.argument("model")
+@click.option("--format", "fmt", default=None, metavar="FORMAT",
+              help="onnx (float32, any grid), tflite (float32, fixed grid).")
+@click.option("--all", "all_formats", is_flag=True, help="Every format this model supports, plus manifest.json, into -o DIR.")
+@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output file (or directory with --all).")
+@click.option("--force", is_flag=True, help="Replace existing output files.")
+@click.option("--grid", default="28x28", show_default=True, help="Canvas HEIGHTxWIDTH for fixed-shape formats.")
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Batch size for fixed-shape formats.")
+def export_cmd(model, fmt, all_formats, out, force, grid, batch):
+    """Export one CA step of MODEL (a shipped name or a checkpoint path) for a runtime.
+
+    The artifact takes (state, fire mask) and returns the next state; the host runs the
+    loop (see docs/export.md). Nothing is left behind on failure.
+    """
+    import export
+
+    h, w = _grid(grid)
+    if all_formats == (fmt is not None):
+        raise NCAEdgeError("give exactly one of --format FORMAT or --all")
+    if all_formats:
+        manifest = export.export_all(model, out, force=force, height=h, width=w, batch=batch,
+                                     progress=lambda f: click.echo(f"exporting {f} ...", err=True))
+        for e in manifest["artifacts"]:
+            click.echo(f"{out / e['file']}  {e['format']}  {e['bytes']:,} bytes")
+        click.echo(f"{out / 'manifest.json'}")
+        return
+    entry = export.export_model(model, fmt, out, force=force, height=h, width=w, batch=batch)
+    click.echo(f"{out}  {entry['format']}  {entry['bytes']:,} bytes  sha256 {entry['sha256'][:16]}...")
+
+
 def _host() -> str:
     import platform
 

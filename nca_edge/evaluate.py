@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from firmware_sim.prng import fire_mask
+from firmware_sim.protocol import mutation_targets
 
 from .ca import ca_step, mutate, quantize_state, seed_state
 from .cells import AliveCells
@@ -75,15 +76,6 @@ class EvalResult:
 
 def _r(v):
     return None if v is None else round(v, 2)
-
-
-def mutation_targets(n: int, seed: int) -> np.ndarray:
-    """A seeded derangement of 0..n-1: sample i becomes digit perm[i] != i (n >= 2)."""
-    if n < 2:
-        return np.zeros(n, dtype=np.int64)
-    rng = np.random.default_rng(seed)
-    offsets = rng.integers(1, n, size=n)
-    return (np.arange(n) + offsets) % n
 
 
 @torch.inference_mode()

@@ -23,8 +23,10 @@ TensorFlow is imported lazily with ``TF_USE_LEGACY_KERAS=1`` (Larq needs Keras 2
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import sys
 
 import numpy as np
 
@@ -32,12 +34,27 @@ from .config import CAConfig
 from .errors import NCAEdgeError
 
 
+@contextlib.contextmanager
+def quiet_stderr():
+    """Silence file descriptor 2 (TensorFlow's and TFLite's C++ start-up chatter); errors still raise."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _tf():
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
-        import larq as lq
-        import tensorflow as tf
+        with quiet_stderr():
+            import larq as lq
+            import tensorflow as tf
     except ImportError as e:  # pragma: no cover - the deploy extra is part of the setup
         raise NCAEdgeError(f"the Larq mirror needs tensorflow, tf-keras and larq ({e}); run scripts/setup.sh") from None
     return tf, lq

@@ -7,7 +7,8 @@ import torch
 from nca_edge.cells import AliveCells
 from nca_edge.config import CAConfig
 from nca_edge.data import load_digits
-from nca_edge.evaluate import EvalResult, _step_metrics, evaluate, markdown_table, mutation_targets
+from firmware_sim.protocol import mutation_targets
+from nca_edge.evaluate import EvalResult, _step_metrics, evaluate, markdown_table
 
 
 def test_step_metrics_on_a_hand_made_example():

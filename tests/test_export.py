@@ -1,0 +1,151 @@
+"""Exported steps run in their real runtimes and compute what PyTorch computes (shipped models)."""
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from export import export_all, export_model
+from export.artifact import artifact_config
+from export.host import run_protocol
+from export.runtimes import OnnxRunner, TFLiteRunner, TorchRunner, run_in_child
+from nca_edge.checkpoint import load_checkpoint, resolve_model, save_checkpoint
+from nca_edge.cli import main
+from nca_edge.config import CAConfig, Config
+from nca_edge.data import load_digits
+from nca_edge.model import CAModel
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("larq")
+
+N_DIGITS, N_STEPS = 100, 100
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits()
+
+
+@pytest.fixture(scope="module")
+def float_exports(tmp_path_factory):
+    out = tmp_path_factory.mktemp("float")
+    manifest = export_all("float", out, batch=N_DIGITS)
+    return out, manifest
+
+
+@pytest.fixture(scope="module")
+def torch_run(digits):
+    model, config, _ = load_checkpoint(resolve_model("float"))
+    return config, run_protocol(TorchRunner(model), digits.test_x[:N_DIGITS], digits.test_y[:N_DIGITS],
+                                config.ca.__dict__, steps=N_STEPS, mutate_at=None, record_labels=True)
+
+
+@pytest.mark.parametrize("artifact, runtime", [("float.onnx", "onnxruntime"), ("float.tflite", "tflite-runtime"),
+                                               ("float.tflite", "litert")])
+def test_float_artifact_labels_match_pytorch_over_100_steps_on_100_digits(artifact, runtime, float_exports, torch_run):
+    out, _ = float_exports
+    _, ref = torch_run
+    got = run_in_child(out / artifact, runtime, digits=N_DIGITS, steps=N_STEPS, mutate_at=0, labels=True)
+    alive = ref.labels >= 0
+    assert np.array_equal(got["labels"] >= 0, alive)  # the same cells are alive at every step
+    same = (got["labels"] == ref.labels)[alive].mean()
+    assert same >= 0.999, f"{runtime}: labels equal on {100 * same:.3f}% of alive cells"
+    np.testing.assert_allclose(got["accuracy"], ref.accuracy, atol=0.1)
+
+
+@pytest.mark.parametrize("runner_kind", ["onnx", "tflite"])
+def test_float_artifact_next_state_within_1e4_of_pytorch(runner_kind, float_exports, digits):
+    """From the same trained-trajectory states, one step agrees to float tolerance."""
+    out, _ = float_exports
+    model, config, _ = load_checkpoint(resolve_model("float"))
+    ref = TorchRunner(model)
+    runner = OnnxRunner(out / "float.onnx") if runner_kind == "onnx" else TFLiteRunner(out / "float.tflite", "litert")
+    rng = np.random.default_rng(0)
+    x = np.zeros((N_DIGITS, 20, 28, 28), np.float32)
+    x[:, 0] = digits.test_x[:N_DIGITS] / 255.0
+    s = ref.encode(x)
+    for t in range(60):
+        fire = rng.random((N_DIGITS, 28, 28)) < 0.5
+        if t % 20 == 19:  # states from step 0 to 60 of real trajectories
+            mine = runner.decode(runner.step(runner.encode(ref.decode(s)), fire))
+            np.testing.assert_allclose(mine, ref.decode(ref.step(s, fire)), atol=1e-4, rtol=1e-4)
+        s = ref.step(s, fire)
+
+
+def test_onnx_runs_on_a_bigger_canvas_than_it_was_trained_on(float_exports):
+    out, _ = float_exports
+    model, _, _ = load_checkpoint(resolve_model("float"))
+    x = np.zeros((2, 20, 56, 84), np.float32)
+    x[:, 0] = np.random.default_rng(1).random((2, 56, 84)) > 0.6
+    fire = np.random.default_rng(2).random((2, 56, 84)) < 0.5
+    runner, ref = OnnxRunner(out / "float.onnx"), TorchRunner(model)
+    np.testing.assert_allclose(runner.step(x, fire), ref.decode(ref.step(ref.encode(x), fire)), atol=1e-5)
+
+
+def test_all_writes_every_format_and_a_manifest_that_describes_the_files(float_exports):
+    out, manifest = float_exports
+    on_disk = json.loads((out / "manifest.json").read_text())
+    assert on_disk == manifest
+    assert {e["format"] for e in manifest["artifacts"]} == {"onnx", "tflite"}
+    for e in manifest["artifacts"]:
+        data = (out / e["file"]).read_bytes()
+        assert e["bytes"] == len(data) and e["sha256"] == hashlib.sha256(data).hexdigest()
+        assert e["variant"] == "float" and (e["weight_bits"], e["activation_bits"]) == (32, 32)
+        shapes = {i["name"]: i["shape"] for i in e["io"]["inputs"]}
+        assert any("state" in n for n in shapes) and any("fire" in n for n in shapes)
+        record = artifact_config(out / e["file"])
+        assert record["variant"] == "float" and record["config"]["ca"]["channels"] == 20
+    tfl = next(e for e in manifest["artifacts"] if e["format"] == "tflite")
+    assert sorted(i["shape"] for i in tfl["io"]["inputs"]) == [[N_DIGITS, 28, 28, 1], [N_DIGITS, 28, 28, 20]]
+    assert sorted(p.name for p in out.iterdir()) == ["float.onnx", "float.tflite", "manifest.json"]
+
+
+def test_tflite_grid_and_batch_are_export_parameters(tmp_path):
+    entry = export_model("float", "tflite", tmp_path / "big.tflite", height=40, width=36, batch=3)
+    assert sorted(i["shape"] for i in entry["io"]["inputs"]) == [[3, 40, 36, 1], [3, 40, 36, 20]]
+
+
+@pytest.fixture
+def int8_state_checkpoint(tmp_path):
+    cfg = CAConfig(state_frac_bits=4)
+    return save_checkpoint(tmp_path / "q4", CAModel(cfg), Config(ca=cfg))
+
+
+@pytest.mark.parametrize("case", ["unknown", "exists", "unwritable", "unsupported", "neither", "bad-grid"])
+def test_bad_export_requests_are_one_line_and_leave_nothing_behind(case, tmp_path, int8_state_checkpoint):
+    target = tmp_path / "out" / "x.tflite"
+    args = {"unknown": ["float", "--format", "tflite8"], "exists": ["float", "--format", "onnx"],
+            "unwritable": ["float", "--format", "onnx", "-o", "/proc/nca-edge/x.onnx"],
+            "unsupported": [str(int8_state_checkpoint), "--format", "tflite"], "neither": ["float"],
+            "bad-grid": ["float", "--format", "tflite", "--grid", "28by28"]}[case]
+    if "-o" not in args:
+        args = [*args, "-o", str(target)]
+    if case == "exists":
+        target.parent.mkdir()
+        target.write_bytes(b"keep me")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    r = CliRunner().invoke(main, ["export", *args])
+    assert r.exit_code == 1
+    lines = [l for l in r.output.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), r.output
+    expected = {"unknown": "unknown format 'tflite8'", "exists": "--force", "unwritable": "/proc/nca-edge",
+                "unsupported": "use --format onnx", "neither": "exactly one of", "bad-grid": "HEIGHTxWIDTH"}[case]
+    assert expected in lines[0]
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # no partial or temporary files
+    if case == "exists":
+        assert target.read_bytes() == b"keep me"
+
+
+def test_host_loop_on_the_torch_runner_reproduces_nca_edge_eval(digits):
+    """The artifact host loop and the evaluator implement the same protocol (masks, mutation, metrics)."""
+    from nca_edge.evaluate import evaluate
+
+    model, config, _ = load_checkpoint(resolve_model("float"))
+    ev = evaluate(model, digits.test_x[:12], digits.test_y[:12], steps=8, mutate_at=4, mask_seed=3)
+    host = run_protocol(TorchRunner(model), digits.test_x[:12], digits.test_y[:12], config.ca.__dict__,
+                        steps=8, mutate_at=4, mask_seed=3)
+    np.testing.assert_allclose(host.accuracy, ev.accuracy, atol=1e-6)
+    np.testing.assert_allclose(host.agreement, ev.agreement, atol=1e-6)
