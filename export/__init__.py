@@ -13,6 +13,8 @@ format        file       what                                  runtime that runs
 onnx          .onnx      float32, opset 17, dynamic B/H/W       onnxruntime
 tflite        .tflite    float32 via the Larq mirror, fixed     tflite-runtime 2.14,
                          batch and grid                         ai-edge-litert
+tflite-int8   .tflite    full-integer int8 (state included),    tflite-runtime 2.14,
+                         calibrated on CA trajectories          ai-edge-litert
 ============  =========  ====================================  ==========================
 
 ``export_model`` writes one format, ``export_all`` every format a model supports plus
@@ -55,11 +57,25 @@ def _tflite(model, record: dict, height: int, width: int, batch: int) -> bytes:
     return with_record(tflite_float_bytes(model, height, width, batch), encode_record(record))
 
 
+def _tflite_int8(model, record: dict, height: int, width: int, batch: int) -> bytes:
+    from nca_edge.data import load_digits
+
+    from .artifact import encode_record
+    from .calibrate import trajectory_samples
+    from .tflite_export import tflite_int8_bytes, with_record
+
+    samples = trajectory_samples(model, load_digits(record["config"]["train"]["dataset"]).train_x,
+                                 n_digits=max(64, batch), height=height, width=width)
+    return with_record(tflite_int8_bytes(model, samples, height, width, batch), encode_record(record))
+
+
 FORMATS: dict[str, Format] = {
     f.name: f
     for f in [
         Format("onnx", ".onnx", "onnxruntime", _onnx, "float32 ONNX (opset 17), any batch and grid", fixed_shape=False),
         Format("tflite", ".tflite", "litert", _tflite, "float32 TFLite via the Larq mirror, fixed batch and grid"),
+        Format("tflite-int8", ".tflite", "tflite-runtime", _tflite_int8,
+               "full-integer int8 TFLite (int8 state), calibrated on CA trajectories"),
     ]
 }
 
@@ -67,8 +83,8 @@ FORMATS: dict[str, Format] = {
 def _check_supported(fmt: str, cfg) -> None:
     if fmt not in FORMATS:
         raise NCAEdgeError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    if fmt == "tflite" and cfg.state_frac_bits is not None:
-        raise NCAEdgeError("format tflite: the Larq mirror does not model an int8 fixed-point state "
+    if fmt.startswith("tflite") and cfg.state_frac_bits is not None:
+        raise NCAEdgeError(f"format {fmt}: the Larq mirror does not model an int8 fixed-point state "
                            "(state_frac_bits); use --format onnx")
 
 
@@ -158,6 +174,12 @@ def io_spec(fmt: str, path: Path, cfg, record: dict) -> dict:
     return {"inputs": [one(d) for d in it.get_input_details()], "outputs": [one(d) for d in it.get_output_details()]}
 
 
+def artifact_name(stem: str, fmt: str) -> str:
+    """File name inside an --all directory: bnn.onnx, bnn.tflite, bnn-int8.tflite, bnn-qdq.onnx, ..."""
+    tag = {"onnx": "", "tflite": "", "tflite-int8": "-int8", "onnx-qdq": "-qdq"}.get(fmt, "-" + fmt)
+    return f"{stem}{tag}{FORMATS[fmt].suffix}"
+
+
 def export_all(model_ref: str, out_dir: str | Path, force: bool = False, height: int = 28, width: int = 28,
                batch: int = 1, progress: Callable[[str], None] | None = None) -> dict:
     """Every format the model supports, plus manifest.json (written last)."""
@@ -172,7 +194,7 @@ def export_all(model_ref: str, out_dir: str | Path, force: bool = False, height:
             _check_supported(fmt, config.ca)
         except NCAEdgeError:
             continue
-        todo.append((fmt, out_dir / f"{stem}{'-' + fmt if fmt not in ('onnx', 'tflite') else ''}{f.suffix}"))
+        todo.append((fmt, out_dir / artifact_name(stem, fmt)))
     for _, path in todo + [(None, out_dir / "manifest.json")]:
         _check_target(path, force)
     built = []

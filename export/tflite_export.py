@@ -1,5 +1,11 @@
 """TFLite exports of one CA step, through the Larq/Keras mirror (``nca_edge.larq_mirror``).
 
+``tflite-int8`` (full integer): the same graph converted with a representative dataset of
+real CA trajectories (``export.calibrate``); int8 state in and out with one shared scale
+and zero point (the converter gives the concatenated next state the input's parameters), so
+the host loop stays in integers. The integer ops it contains (STRIDED_SLICE, GREATER, CAST,
+QUANTIZE, CONV_2D per-channel, MUL, ADD, CONCATENATION) are what ``firmware_sim`` models.
+
 ``tflite`` (float32): the mirror with the PyTorch weights, converted by
 ``tf.lite.TFLiteConverter``. Fixed shapes: inputs ``state`` [B, H, W, C] and ``fire``
 [B, H, W, 1] (float32, 1 = fires), output the next state [B, H, W, C] (NHWC, TFLite's
@@ -30,6 +36,35 @@ def tflite_float_bytes(model: CAModel, height: int = 28, width: int = 28, batch:
     tf, _ = _tf()
     km = keras_step(model, height, width, batch)
     converter = tf.lite.TFLiteConverter.from_keras_model(km)
+    return _quiet(converter.convert)
+
+
+def tflite_int8_bytes(model: CAModel, samples, height: int = 28, width: int = 28, batch: int = 1) -> bytes:
+    """Full-integer int8 step: int8 state in and out (one scale and zero point, shared), int8 fire.
+
+    ``samples``: calibration (state, fire) pairs from ``export.calibrate.trajectory_samples``.
+    Kernels are int8 per output channel (scale max|W[o]| / 127), so a binary kernel +-alpha_o
+    is stored exactly as +-127 with scale alpha_o / 127; biases int32.
+    """
+    import numpy as np
+
+    from nca_edge.larq_mirror import _tf
+
+    tf, _ = _tf()
+    km = keras_step(model, height, width, batch)
+
+    def representative():
+        for state, fire in samples:
+            for i in range(0, len(state) - batch + 1, batch):
+                yield [np.ascontiguousarray(state[i:i + batch].transpose(0, 2, 3, 1)),
+                       fire[i:i + batch, ..., None].astype(np.float32)]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(km)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
     return _quiet(converter.convert)
 
 

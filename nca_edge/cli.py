@@ -90,6 +90,8 @@ def dataset_options(f):
 @click.option("--learned-scale", is_flag=True, help="bwn/bnn: train each binary kernel's per-channel scale.")
 @click.option("--real-weights", default="", metavar="LAYER[,LAYER]",
               help="bwn/bnn: keep these layers' kernels real (int8 on a device): perceive, update1, update2.")
+@click.option("--binarize-ramp", type=click.IntRange(min=0), default=0, show_default=True,
+              help="bwn/bnn: blend latent and binary kernels, binary share rising 0 -> 1 over the first N iterations.")
 @click.option("--init", "init_from", default="", help="Warm start from a checkpoint (path, or a shipped name such as float).")
 @click.option("--state-frac-bits", type=click.IntRange(0, 7), default=None,
               help="Int8 fixed-point state with this many fractional bits (fake-quantized in training).")
@@ -99,7 +101,7 @@ def dataset_options(f):
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @dataset_options
 def train(quant, iterations, seed, out_dir, resume, device, batch_size, steps, lr, lr_boundaries, checkpoint_every, subset,
-          binary_input, binary_act, fresh_warmup, learned_scale, real_weights, init_from, state_frac_bits, distill_from, distill_weight, no_progress, dataset, data_dir):
+          binary_input, binary_act, fresh_warmup, learned_scale, real_weights, binarize_ramp, init_from, state_frac_bits, distill_from, distill_weight, no_progress, dataset, data_dir):
     """Train the CA with the article's recipe (pool, mutation, residual noise, L2 loss)."""
     if learned_scale and quant not in ("bwn", "bnn"):
         raise NCAEdgeError(f"--learned-scale needs --quant bwn or bnn (got {quant})")
@@ -110,6 +112,8 @@ def train(quant, iterations, seed, out_dir, resume, device, batch_size, steps, l
     except ValueError:
         raise NCAEdgeError(f"--lr-boundaries {lr_boundaries!r}: expected iteration numbers separated by commas") from None
     real = tuple(n for n in real_weights.split(",") if n)
+    if binarize_ramp and quant not in ("bwn", "bnn"):
+        raise NCAEdgeError(f"--binarize-ramp needs --quant bwn or bnn (got {quant})")
     if real and quant not in ("bwn", "bnn"):
         raise NCAEdgeError(f"--real-weights needs --quant bwn or bnn (got {quant})")
     if any(n not in LAYERS for n in real):
@@ -123,7 +127,7 @@ def train(quant, iterations, seed, out_dir, resume, device, batch_size, steps, l
         digits = replace(digits, train_x=digits.train_x[:subset], train_y=digits.train_y[:subset])
     tc = TrainConfig(iterations=iterations, seed=seed, batch_size=batch_size, steps=steps, lr=lr, lr_boundaries=boundaries,
                      checkpoint_every=checkpoint_every, dataset=dataset, init_from=init_from,
-                     fresh_warmup=fresh_warmup, distill_from=distill_from, distill_weight=distill_weight if distill_from else 0.0,
+                     fresh_warmup=fresh_warmup, binarize_ramp=binarize_ramp, distill_from=distill_from, distill_weight=distill_weight if distill_from else 0.0,
                      pool_size=max(TrainConfig.pool_size, batch_size),
                      n_fresh=min(TrainConfig.n_fresh, batch_size // 4), n_mutate=min(TrainConfig.n_mutate, batch_size // 4))
     config = Config(ca=CAConfig(quant=quant, binary_input=binary_input, binary_act=binary_act, learned_scale=learned_scale,
@@ -272,7 +276,7 @@ def _grid(value: str) -> tuple[int, int]:
 @main.command("export")
 @click.argument("model")
 @click.option("--format", "fmt", default=None, metavar="FORMAT",
-              help="onnx (float32, any grid), tflite (float32, fixed grid).")
+              help="onnx (float32, any grid), tflite (float32), tflite-int8 (full integer); see docs/export.md.")
 @click.option("--all", "all_formats", is_flag=True, help="Every format this model supports, plus manifest.json, into -o DIR.")
 @click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output file (or directory with --all).")
 @click.option("--force", is_flag=True, help="Replace existing output files.")

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from .checkpoint import load_checkpoint, resolve_model, shipped_models_dir
 from .evaluate import evaluate, metrics_key
-from .size import bit_widths, float32_bytes, packed_bytes, tensor_table
+from .size import bit_widths, float32_bytes, kernel_bits, packed_bytes, tensor_table
 
-COLUMNS = ["variant", "weight_bits", "activation_bits", "params", "packed_bytes", "float32_bytes",
+COLUMNS = ["variant", "weight_bits", "kernel_bits", "activation_bits", "params", "packed_bytes", "float32_bytes",
            "accuracy_200", "agreement_200", "accuracy_400", "agreement_400"]
 VARIANT_ORDER = ["float", "bwn", "ban", "bnn"]
 
@@ -47,7 +47,8 @@ def compare_rows(models: list[str], digits, n_digits: int, mask_seed: int = 0, s
             source = "computed"
         wb, ab = bit_widths(config.ca)
         row = {
-            "model": name, "variant": config.ca.quant, "weight_bits": wb, "activation_bits": ab,
+            "model": name, "variant": config.ca.quant, "weight_bits": wb,
+            "kernel_bits": kernel_bits(config.ca), "activation_bits": ab,
             "params": config.ca.param_count(), "packed_bytes": packed_bytes(config.ca),
             "float32_bytes": float32_bytes(config.ca),
             **{k: summary.get(k) for k in ("accuracy_200", "agreement_200", "accuracy_400", "agreement_400")},

@@ -126,6 +126,9 @@ class TrainConfig:
     # loss += distill_weight * mean over steps and alive cells of ||student' - teacher'||^2.
     distill_from: str = ""
     distill_weight: float = 0.0
+    # Progressive binarization (bwn/bnn): during the first N iterations each binary kernel is
+    # mix * binary(W) + (1 - mix) * W with mix rising linearly from 0 to 1; fully binary after.
+    binarize_ramp: int = 0
 
     def __post_init__(self) -> None:
         if self.n_fresh + self.n_mutate > self.batch_size:

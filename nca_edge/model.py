@@ -64,6 +64,9 @@ class CAModel(nn.Module):
     def __init__(self, cfg: CAConfig = CAConfig()):
         super().__init__()
         self.cfg = cfg
+        # Share of the binary kernel in the kernels the step uses: 1 = binary (always, outside
+        # training); the trainer ramps it from 0 to 1 when TrainConfig.binarize_ramp > 0.
+        self.binarize_mix = 1.0
         c, p, h = cfg.channels, cfg.perception, cfg.hidden
         self.perceive = nn.Conv2d(c, p, 3, padding=0)
         self.update1 = nn.Conv2d(p, h, 1)
@@ -110,8 +113,12 @@ class CAModel(nn.Module):
         if not self.cfg.binary_kernel(name):
             return conv.weight
         if self.cfg.learned_scale:
-            return conv.scale.view(-1, 1, 1, 1) * ste_sign(conv.weight)
-        return magnitude_aware_sign(conv.weight)
+            q = conv.scale.view(-1, 1, 1, 1) * ste_sign(conv.weight)
+        else:
+            q = magnitude_aware_sign(conv.weight)
+        if self.binarize_mix < 1.0:  # progressive binarization (training only, see TrainConfig.binarize_ramp)
+            return self.binarize_mix * q + (1.0 - self.binarize_mix) * conv.weight
+        return q
 
     def act(self, x: torch.Tensor) -> torch.Tensor:
         if not self.cfg.binary_activations:

@@ -86,6 +86,13 @@ def float32_bytes(cfg: CAConfig) -> int:
     return 4 * cfg.param_count()
 
 
+def kernel_bits(cfg: CAConfig) -> str:
+    """Bits per weight of each kernel (perceive, update1, update2), e.g. "8,1,8" for a binary
+    variant whose first and last kernels are kept real (int8 on a device)."""
+    bits = [1 if cfg.binary_kernel(n) else (8 if cfg.binary_weights else 32) for n in ("perceive", "update1", "update2")]
+    return ",".join(map(str, bits))
+
+
 def bit_widths(cfg: CAConfig) -> tuple[int, int]:
     """(weight_bits, activation_bits) of the variant's convolution inputs/kernels."""
     return (1 if cfg.binary_weights else 32, 1 if cfg.binary_activations else 32)

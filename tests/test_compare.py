@@ -12,7 +12,7 @@ from nca_edge.cli import main
 from nca_edge.config import CAConfig
 from nca_edge.size import float32_bytes, packed_bytes, tensor_table
 
-KEYS = ["variant", "weight_bits", "activation_bits", "params", "packed_bytes", "float32_bytes",
+KEYS = ["variant", "weight_bits", "kernel_bits", "activation_bits", "params", "packed_bytes", "float32_bytes",
         "accuracy_200", "agreement_200", "accuracy_400", "agreement_400"]
 
 

@@ -5,6 +5,8 @@ One iteration (defaults in ``nca_edge.config.TrainConfig``)::
     idx    = 16 random pool slots (of 160)
     x      = pool[idx]; slots 0..3 <- fresh digits; slots 12..15 <- mutated to new digits
              (all 16 fresh during the first ``fresh_warmup`` iterations, default 0)
+    kernels = mix * binary + (1 - mix) * latent, mix = min(1, iteration / binarize_ramp)
+             (progressive binarization; binary from the start when binarize_ramp = 0)
     for 20 steps:  x = ca_step(x, fire ~ Bernoulli(0.5), noise ~ N(0, 0.02))
     loss   = mean over samples of  mean over alive cells of  sum_k (x[class k] - onehot_k)^2
              (+ distill_weight * update-rule distillation, see TrainConfig.distill_from)
@@ -141,6 +143,7 @@ class Trainer:
     # ------------------------------------------------------------------ one iteration
     def train_step(self) -> float:
         cfg, tc = self.cfg, self.tc
+        self.model.binarize_mix = min(1.0, self.iteration / tc.binarize_ramp) if tc.binarize_ramp else 1.0
         idx, x, y = self._batch()
         plan = AliveCells(x[:, 0], cfg)
         hidden = plan.gather(x)
