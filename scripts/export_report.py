@@ -1,0 +1,97 @@
+"""Export every shipped model in every format and measure each artifact in its runtime.
+
+    .venv/bin/python scripts/export_report.py [--models float bwn] [--digits 500] [--write docs/results/export.md]
+
+For each model: `nca-edge export MODEL --all` (batch 50, 28x28) into out/export/MODEL/, then
+* float formats (onnx in onnxruntime, tflite in tflite-runtime 2.14 and ai-edge-litert):
+  share of alive-cell labels equal to PyTorch's over 100 steps on the first 100 test digits
+  (same masks), and accuracy/agreement at step 100;
+* tflite-int8 (tflite-runtime 2.14 and ai-edge-litert): accuracy and agreement at step 200 on
+  the first --digits test digits, next to the PyTorch fake-quant model's (export/fakequant.py).
+The table goes to --write (a docs/results fragment) and its JSON beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from export import export_all  # noqa: E402
+from export.fakequant import FakeQuantRunner  # noqa: E402
+from export.host import run_protocol  # noqa: E402
+from export.runtimes import TorchRunner, run_in_child  # noqa: E402
+from nca_edge.checkpoint import load_checkpoint, resolve_model  # noqa: E402
+from nca_edge.compare import default_models  # noqa: E402
+from nca_edge.data import load_digits  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="*", default=None)
+    ap.add_argument("--digits", type=int, default=500)
+    ap.add_argument("--write", type=Path, default=None)
+    a = ap.parse_args()
+    d = load_digits()
+    rows = []
+    for name in a.models or default_models():
+        out = ROOT / "out" / "export" / name
+        manifest = export_all(name, out, force=True, batch=50)
+        files = {e["format"]: e for e in manifest["artifacts"]}
+        model, config, _ = load_checkpoint(resolve_model(name))
+        ca = config.ca.__dict__
+        ref = run_protocol(TorchRunner(model), d.test_x[:100], d.test_y[:100], ca, steps=100, mutate_at=None,
+                           record_labels=True)
+        alive = ref.labels >= 0
+        for fmt, runtime in [("onnx", "onnxruntime"), ("tflite", "tflite-runtime"), ("tflite", "litert")]:
+            t = time.time()
+            got = run_in_child(out / files[fmt]["file"], runtime, digits=100, steps=100, mutate_at=0, labels=True)
+            rows.append({"model": name, "format": fmt, "runtime": runtime, "bytes": files[fmt]["bytes"],
+                         "check": "labels equal to PyTorch (100 digits x 100 steps)",
+                         "value": round(100 * float((got["labels"] == ref.labels)[alive].mean()), 3),
+                         "accuracy": round(float(got["accuracy"][-1]), 2), "agreement": round(float(got["agreement"][-1]), 2),
+                         "ref_accuracy": round(float(ref.accuracy[-1]), 2), "ref_agreement": round(float(ref.agreement[-1]), 2),
+                         "step": 100, "seconds": round(time.time() - t, 1)})
+            print(rows[-1], flush=True)
+        int8 = out / files["tflite-int8"]["file"]
+        fq = run_protocol(FakeQuantRunner(model, int8), d.test_x[: a.digits], d.test_y[: a.digits], ca, steps=200,
+                          mutate_at=None)
+        for runtime in ("tflite-runtime", "litert"):
+            t = time.time()
+            got = run_in_child(int8, runtime, digits=a.digits, steps=200, mutate_at=0)
+            rows.append({"model": name, "format": "tflite-int8", "runtime": runtime, "bytes": files["tflite-int8"]["bytes"],
+                         "check": f"vs fake-quant model ({a.digits} digits, step 200)", "value": None,
+                         "accuracy": round(float(got["accuracy"][199]), 2), "agreement": round(float(got["agreement"][199]), 2),
+                         "ref_accuracy": round(float(fq.accuracy[199]), 2), "ref_agreement": round(float(fq.agreement[199]), 2),
+                         "step": 200, "seconds": round(time.time() - t, 1)})
+            print(rows[-1], flush=True)
+    lines = ["# Exported artifacts in their runtimes", "",
+             "| model | format | runtime | bytes | labels equal to PyTorch (%) | accuracy | agreement | reference accuracy | reference agreement | at step | seconds |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        eq = "" if r["value"] is None else f"{r['value']:.3f}"
+        lines.append(f"| {r['model']} | {r['format']} | {r['runtime']} | {r['bytes']:,} | {eq} | {r['accuracy']:.2f} | "
+                     f"{r['agreement']:.2f} | {r['ref_accuracy']:.2f} | {r['ref_agreement']:.2f} | {r['step']} | {r['seconds']} |")
+    lines += ["", "Float formats: 100 test digits, 100 steps, no mutation, same masks as PyTorch; reference = PyTorch. "
+              f"tflite-int8: {a.digits} test digits, 200 steps; reference = the PyTorch fake-quant model with the file's "
+              "quantization (export/fakequant.py). Artifacts exported with batch 50 on a 28x28 grid; seconds = the whole "
+              "host loop in a child process, one thread.", "",
+              f"Command: `.venv/bin/python scripts/export_report.py --digits {a.digits} --write docs/results/export.md`", ""]
+    text = "\n".join(lines)
+    print(text)
+    if a.write:
+        a.write.parent.mkdir(parents=True, exist_ok=True)
+        a.write.write_text(text)
+        a.write.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    np.set_printoptions(precision=3)
+    main()
