@@ -55,6 +55,7 @@ def test_eval_writes_json_markdown_and_png_with_the_numbers_eval_computes(run, t
         (["train", "--quant", "bwn", "--real-weights", "perceive,conv9", "--iterations", "1"], "layers are perceive"),
         (["train", "--quant", "ban", "--real-weights", "perceive", "--iterations", "1"], "--real-weights needs"),
         (["train", "--lr-boundaries", "10,x", "--iterations", "1"], "--lr-boundaries"),
+        (["train", "--quant", "ban", "--binarize-ramp", "10", "--iterations", "1"], "--binarize-ramp needs"),
         (["train", "--init", "no-such-model", "--iterations", "1", "--subset", "10"], "not found"),
         (["eval", "float", "--data-dir", "/nonexistent"], "not a directory"),
         (["eval", "float", "--dataset", "fashion", "--data-dir", "/tmp"], "missing"),

@@ -179,3 +179,21 @@ def test_fresh_warmup_uses_fresh_digits_only(tmp_path, small_digits):
     t.iteration = 2
     _, x, _ = t._batch()
     assert torch.count_nonzero(x[:, 1:]) > 0  # after the warm-up, pool slots come back
+
+
+def test_binarize_ramp_blends_latent_and_binary_kernels_then_is_fully_binary(tmp_path, small_digits):
+    cfg = Config(ca=CAConfig(quant="bwn"), train=replace(small_config(4).train, binarize_ramp=2))
+    t = Trainer(cfg, small_digits, tmp_path, torch.device("cpu"))
+    mixes = []
+    for _ in range(4):
+        t.train_step()
+        mixes.append(t.model.binarize_mix)
+    assert mixes == [0.0, 0.5, 1.0, 1.0]  # set from the iteration before each step
+    m = t.model
+    w = m.update1.weight
+    m.binarize_mix = 0.25
+    blended = m.kernels()[1]
+    m.binarize_mix = 1.0
+    binary = m.kernels()[1]
+    torch.testing.assert_close(blended, 0.25 * binary + 0.75 * w)
+    assert set(binary.flatten(1).abs().unique(dim=1).shape[1:]) == {1}  # binary again outside training
