@@ -39,8 +39,7 @@ class Format:
     name: str
     suffix: str
     runtime: str  # the runtime the tests and `verify` run it in
-    build: Callable  # (model, record_bytes/str, height, width, batch) -> bytes
-    about: str
+    build: Callable  # (model, record dict, height, width, batch) -> bytes
     fixed_shape: bool = True
 
 
@@ -72,10 +71,9 @@ def _tflite_int8(model, record: dict, height: int, width: int, batch: int) -> by
 FORMATS: dict[str, Format] = {
     f.name: f
     for f in [
-        Format("onnx", ".onnx", "onnxruntime", _onnx, "float32 ONNX (opset 17), any batch and grid", fixed_shape=False),
-        Format("tflite", ".tflite", "litert", _tflite, "float32 TFLite via the Larq mirror, fixed batch and grid"),
-        Format("tflite-int8", ".tflite", "tflite-runtime", _tflite_int8,
-               "full-integer int8 TFLite (int8 state), calibrated on CA trajectories"),
+        Format("onnx", ".onnx", "onnxruntime", _onnx, fixed_shape=False),
+        Format("tflite", ".tflite", "litert", _tflite),
+        Format("tflite-int8", ".tflite", "tflite-runtime", _tflite_int8),
     ]
 }
 
@@ -83,12 +81,15 @@ FORMATS: dict[str, Format] = {
 def _check_supported(fmt: str, cfg) -> None:
     if fmt not in FORMATS:
         raise NCAEdgeError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt == "tflite-int8" and cfg.binary_activations:
+        raise NCAEdgeError(f"format tflite-int8: the {cfg.quant} variant's binary activations have no exact int8 "
+                           "formulation in this exporter yet; use --format tflite or --format onnx")
     if fmt.startswith("tflite") and cfg.state_frac_bits is not None:
         raise NCAEdgeError(f"format {fmt}: the Larq mirror does not model an int8 fixed-point state "
                            "(state_frac_bits); use --format onnx")
 
 
-def artifact_record(fmt: str, model, config, checkpoint: Path, height: int, width: int, batch: int) -> dict:
+def artifact_record(fmt: str, config, checkpoint: Path, height: int, width: int, batch: int) -> dict:
     f = FORMATS[fmt]
     return {
         "format": fmt,
@@ -112,7 +113,7 @@ def build(model_ref: str, fmt: str, height: int = 28, width: int = 28, batch: in
     """The bytes of one artifact and its record (nothing written)."""
     model, config, weights = _load(model_ref)
     _check_supported(fmt, config.ca)
-    record = artifact_record(fmt, model, config, weights, height, width, batch)
+    record = artifact_record(fmt, config, weights, height, width, batch)
     return FORMATS[fmt].build(model, record, height, width, batch), record
 
 

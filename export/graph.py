@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nca_edge.ca import quantize_state
 from nca_edge.config import CAConfig
 from nca_edge.model import CAModel
 
@@ -60,8 +61,4 @@ class FrozenStep(nn.Module):
         h = self.act(F.conv2d(p, self.w2, self.b2))
         ds = F.conv2d(h, self.w3, self.b3)
         upd = fire * (state[:, :1] > cfg.alive_threshold).to(state.dtype)
-        nxt = state[:, 1:] + ds * upd
-        if cfg.state_frac_bits is not None:
-            s = float(2**cfg.state_frac_bits)
-            nxt = torch.clamp(torch.round(nxt * s), -128.0, 127.0) / s
-        return torch.cat([state[:, :1], nxt], dim=1)
+        return torch.cat([state[:, :1], quantize_state(state[:, 1:] + ds * upd, cfg)], dim=1)

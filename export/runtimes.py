@@ -32,7 +32,7 @@ import numpy as np
 
 from nca_edge.errors import NCAEdgeError
 
-RUNTIMES = ("torch", "onnxruntime", "tflite-runtime", "litert", "tensorflow", "lce")
+RUNTIMES = ("torch", "onnxruntime", "tflite-runtime", "litert", "tensorflow")
 
 
 class TorchRunner:

@@ -85,6 +85,31 @@ def test_onnx_runs_on_a_bigger_canvas_than_it_was_trained_on(float_exports):
     np.testing.assert_allclose(runner.step(x, fire), ref.decode(ref.step(ref.encode(x), fire)), atol=1e-5)
 
 
+@pytest.mark.parametrize("cfg", [
+    CAConfig(quant="bwn", real_weights=("perceive", "update2"), learned_scale=True),
+    CAConfig(quant="bnn"), CAConfig(quant="bnn", binary_input=True, binary_act="heaviside"),
+    CAConfig(state_frac_bits=4)], ids=["bwn-real-ends", "bnn", "bnn-input-heaviside", "float-int8-state"])
+def test_onnx_step_of_every_variant_equals_the_pytorch_step(cfg, tmp_path, digits):
+    """Binary kernels, sign/heaviside activations, binarized input, fixed-point state: as trained."""
+    torch.manual_seed(0)
+    model = CAModel(cfg)
+    torch.nn.init.normal_(model.update2.weight, std=0.3)
+    for conv in model.convs():  # non-zero biases: no exact ties at the sign boundaries
+        torch.nn.init.normal_(conv.bias, std=0.1)
+    path = save_checkpoint(tmp_path / "m", model, Config(ca=cfg))
+    export_model(str(path), "onnx", tmp_path / "m.onnx")
+    runner, ref = OnnxRunner(tmp_path / "m.onnx"), TorchRunner(model)
+    x = np.zeros((4, 20, 28, 28), np.float32)
+    x[:, 0] = digits.test_x[:4] / 255.0
+    s = ref.encode(x)
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        fire = rng.random((4, 28, 28)) < 0.5
+        mine = runner.step(runner.encode(ref.decode(s)), fire)
+        s = ref.step(s, fire)
+        np.testing.assert_allclose(mine, ref.decode(s), atol=1e-4)
+
+
 def test_all_writes_every_format_and_a_manifest_that_describes_the_files(float_exports):
     out, manifest = float_exports
     on_disk = json.loads((out / "manifest.json").read_text())
@@ -114,12 +139,19 @@ def int8_state_checkpoint(tmp_path):
     return save_checkpoint(tmp_path / "q4", CAModel(cfg), Config(ca=cfg))
 
 
-@pytest.mark.parametrize("case", ["unknown", "exists", "unwritable", "unsupported", "neither", "bad-grid"])
-def test_bad_export_requests_are_one_line_and_leave_nothing_behind(case, tmp_path, int8_state_checkpoint):
+@pytest.fixture
+def bnn_checkpoint(tmp_path):
+    cfg = CAConfig(quant="bnn")
+    return save_checkpoint(tmp_path / "bnn", CAModel(cfg), Config(ca=cfg))
+
+
+@pytest.mark.parametrize("case", ["unknown", "exists", "unwritable", "unsupported", "binary-int8", "neither", "bad-grid"])
+def test_bad_export_requests_are_one_line_and_leave_nothing_behind(case, tmp_path, int8_state_checkpoint, bnn_checkpoint):
     target = tmp_path / "out" / "x.tflite"
     args = {"unknown": ["float", "--format", "tflite8"], "exists": ["float", "--format", "onnx"],
             "unwritable": ["float", "--format", "onnx", "-o", "/proc/nca-edge/x.onnx"],
             "unsupported": [str(int8_state_checkpoint), "--format", "tflite"], "neither": ["float"],
+            "binary-int8": [str(bnn_checkpoint), "--format", "tflite-int8"],
             "bad-grid": ["float", "--format", "tflite", "--grid", "28by28"]}[case]
     if "-o" not in args:
         args = [*args, "-o", str(target)]
@@ -132,7 +164,7 @@ def test_bad_export_requests_are_one_line_and_leave_nothing_behind(case, tmp_pat
     lines = [l for l in r.output.splitlines() if l.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:"), r.output
     expected = {"unknown": "unknown format 'tflite8'", "exists": "--force", "unwritable": "/proc/nca-edge",
-                "unsupported": "use --format onnx", "neither": "exactly one of", "bad-grid": "HEIGHTxWIDTH"}[case]
+                "unsupported": "use --format onnx", "binary-int8": "no exact int8", "neither": "exactly one of", "bad-grid": "HEIGHTxWIDTH"}[case]
     assert expected in lines[0]
     assert sorted(p.name for p in tmp_path.rglob("*")) == before  # no partial or temporary files
     if case == "exists":
