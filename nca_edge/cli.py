@@ -92,6 +92,9 @@ def dataset_options(f):
               help="bwn/bnn: keep these layers' kernels real (int8 on a device): perceive, update1, update2.")
 @click.option("--binarize-ramp", type=click.IntRange(min=0), default=0, show_default=True,
               help="bwn/bnn: blend latent and binary kernels, binary share rising 0 -> 1 over the first N iterations.")
+@click.option("--sharpen-ramp", type=click.IntRange(min=0), default=0, show_default=True,
+              help="ban/bnn: train with tanh(beta*x) activations, beta rising 1 -> --sharpen-beta over the first N iterations, exact sign after.")
+@click.option("--sharpen-beta", type=click.FloatRange(min=1.0), default=TrainConfig.sharpen_beta, show_default=True)
 @click.option("--init", "init_from", default="", help="Warm start from a checkpoint (path, or a shipped name such as float).")
 @click.option("--state-frac-bits", type=click.IntRange(0, 7), default=None,
               help="Int8 fixed-point state with this many fractional bits (fake-quantized in training).")
@@ -101,7 +104,7 @@ def dataset_options(f):
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @dataset_options
 def train(quant, iterations, seed, out_dir, resume, device, batch_size, steps, lr, lr_boundaries, checkpoint_every, subset,
-          binary_input, binary_act, fresh_warmup, learned_scale, real_weights, binarize_ramp, init_from, state_frac_bits, distill_from, distill_weight, no_progress, dataset, data_dir):
+          binary_input, binary_act, fresh_warmup, learned_scale, real_weights, binarize_ramp, sharpen_ramp, sharpen_beta, init_from, state_frac_bits, distill_from, distill_weight, no_progress, dataset, data_dir):
     """Train the CA with the article's recipe (pool, mutation, residual noise, L2 loss)."""
     if learned_scale and quant not in ("bwn", "bnn"):
         raise NCAEdgeError(f"--learned-scale needs --quant bwn or bnn (got {quant})")
@@ -114,6 +117,8 @@ def train(quant, iterations, seed, out_dir, resume, device, batch_size, steps, l
     real = tuple(n for n in real_weights.split(",") if n)
     if binarize_ramp and quant not in ("bwn", "bnn"):
         raise NCAEdgeError(f"--binarize-ramp needs --quant bwn or bnn (got {quant})")
+    if sharpen_ramp and quant not in ("ban", "bnn"):
+        raise NCAEdgeError(f"--sharpen-ramp needs --quant ban or bnn (got {quant})")
     if real and quant not in ("bwn", "bnn"):
         raise NCAEdgeError(f"--real-weights needs --quant bwn or bnn (got {quant})")
     if any(n not in LAYERS for n in real):
@@ -127,7 +132,7 @@ def train(quant, iterations, seed, out_dir, resume, device, batch_size, steps, l
         digits = replace(digits, train_x=digits.train_x[:subset], train_y=digits.train_y[:subset])
     tc = TrainConfig(iterations=iterations, seed=seed, batch_size=batch_size, steps=steps, lr=lr, lr_boundaries=boundaries,
                      checkpoint_every=checkpoint_every, dataset=dataset, init_from=init_from,
-                     fresh_warmup=fresh_warmup, binarize_ramp=binarize_ramp, distill_from=distill_from, distill_weight=distill_weight if distill_from else 0.0,
+                     fresh_warmup=fresh_warmup, binarize_ramp=binarize_ramp, sharpen_ramp=sharpen_ramp, sharpen_beta=sharpen_beta, distill_from=distill_from, distill_weight=distill_weight if distill_from else 0.0,
                      pool_size=max(TrainConfig.pool_size, batch_size),
                      n_fresh=min(TrainConfig.n_fresh, batch_size // 4), n_mutate=min(TrainConfig.n_mutate, batch_size // 4))
     config = Config(ca=CAConfig(quant=quant, binary_input=binary_input, binary_act=binary_act, learned_scale=learned_scale,
@@ -303,6 +308,41 @@ def export_cmd(model, fmt, all_formats, out, force, grid, batch):
         return
     entry = export.export_model(model, fmt, out, force=force, height=h, width=w, batch=batch)
     click.echo(f"{out}  {entry['format']}  {entry['bytes']:,} bytes  sha256 {entry['sha256'][:16]}...")
+
+
+@main.command("verify")
+@click.argument("artifact", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--digits", type=click.IntRange(min=1), default=200, show_default=True, help="Test digits.")
+@click.option("--steps", type=click.IntRange(min=1), default=400, show_default=True, help="CA steps.")
+@click.option("--mutate-at", type=click.IntRange(min=0), default=200, show_default=True,
+              help="Swap every digit at this step (0: never).")
+@click.option("--mask-seed", type=int, default=0, show_default=True, help="Seed of the fire-mask PRNG.")
+@click.option("--runtime", type=click.Choice(["litert", "tflite-runtime"]), default="litert", show_default=True)
+@click.option("--optimized", is_flag=True,
+              help="Use the runtime's default (optimized, XNNPACK) kernels instead of its reference kernels: "
+                   "measures how often they differ from the reference semantics.")
+def verify_cmd(artifact, digits, steps, mutate_at, mask_seed, runtime, optimized):
+    """Run ARTIFACT in its runtime and firmware_sim side by side; exit 0 only when bit-exact.
+
+    Both start from the same int8 state and get the same fire masks (firmware_sim.prng) and
+    mutation; every step's state is compared, every cell and channel. Prints the number of
+    values compared and either `bit-exact` or the first mismatch (step, digit, cell, channel,
+    both values, and the first layer where the two computations part).
+    """
+    from export.verify import verify_in_child
+
+    r = verify_in_child(artifact, runtime, not optimized, digits, steps, mutate_at or None, mask_seed)
+    click.echo(f"{artifact}: {r.meta['variant']} int8 in {runtime} ({r.kernels} kernels) vs firmware_sim: "
+               f"{r.digits} digits x {r.steps} steps, {r.values_compared:,} values (steps x cells x channels) compared")
+    if r.bit_exact:
+        click.echo("bit-exact")
+        return
+    f = r.first
+    click.echo(f"NOT bit-exact: {r.values_differing:,} values differ, in {r.steps_differing:,} of {r.steps_compared:,} "
+               f"digit-steps (each step compared from the runtime's previous state)")
+    click.echo(f"first mismatch: step {f['step']}, digit {f['digit']}, cell (y={f['y']}, x={f['x']}), channel {f['channel']}: "
+               f"runtime {f['runtime']}, firmware_sim {f['simulator']}; first differing layer: {f['layer']}")
+    sys.exit(1)
 
 
 def _host() -> str:

@@ -129,6 +129,11 @@ class TrainConfig:
     # Progressive binarization (bwn/bnn): during the first N iterations each binary kernel is
     # mix * binary(W) + (1 - mix) * W with mix rising linearly from 0 to 1; fully binary after.
     binarize_ramp: int = 0
+    # Activation sharpening (ban/bnn): during the first N iterations each binary activation is the
+    # smooth tanh(beta * x) (heaviside: (1 + tanh(beta * x)) / 2), beta rising geometrically from
+    # 1 to sharpen_beta; the exact sign (heaviside) with its straight-through gradient after.
+    sharpen_ramp: int = 0
+    sharpen_beta: float = 100.0
 
     def __post_init__(self) -> None:
         if self.n_fresh + self.n_mutate > self.batch_size:
@@ -137,6 +142,12 @@ class TrainConfig:
             raise ValueError("batch_size must not exceed pool_size")
         if self.iterations < 0 or self.steps < 1:
             raise ValueError("iterations must be >= 0 and steps >= 1")
+
+    def act_beta(self, iteration: int) -> float | None:
+        """beta of the smooth activation at an iteration (see sharpen_ramp); None = exact binary."""
+        if iteration >= self.sharpen_ramp:
+            return None
+        return float(self.sharpen_beta ** (iteration / self.sharpen_ramp))
 
     def lr_at(self, iteration: int) -> float:
         """Piecewise-constant learning rate (the article's PiecewiseConstantDecay)."""

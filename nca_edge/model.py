@@ -67,6 +67,9 @@ class CAModel(nn.Module):
         # Share of the binary kernel in the kernels the step uses: 1 = binary (always, outside
         # training); the trainer ramps it from 0 to 1 when TrainConfig.binarize_ramp > 0.
         self.binarize_mix = 1.0
+        # Smooth stand-in for the binary activations during training (TrainConfig.sharpen_ramp):
+        # tanh(act_beta * x); None (always, outside training) = the exact binary activation.
+        self.act_beta: float | None = None
         c, p, h = cfg.channels, cfg.perception, cfg.hidden
         self.perceive = nn.Conv2d(c, p, 3, padding=0)
         self.update1 = nn.Conv2d(p, h, 1)
@@ -123,6 +126,9 @@ class CAModel(nn.Module):
     def act(self, x: torch.Tensor) -> torch.Tensor:
         if not self.cfg.binary_activations:
             return F.relu(x)
+        if self.act_beta is not None:  # activation sharpening (training only)
+            t = torch.tanh(self.act_beta * x)
+            return (1.0 + t) / 2.0 if self.cfg.binary_act == "heaviside" else t
         return ste_heaviside(x) if self.cfg.binary_act == "heaviside" else ste_sign(x)
 
     def quantize_input(self, x: torch.Tensor, channel_dim: int) -> torch.Tensor:

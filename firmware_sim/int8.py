@@ -1,0 +1,298 @@
+"""The int8 CA step: TFLite's reference integer kernels, written once, in numpy integers.
+
+This module *is* the integer semantics of the ``tflite-int8`` step (docs/integer_semantics.md
+explains each line). A state is int8 NHWC ``[B, H, W, C]`` with one scale ``S`` and zero point
+``Zs`` (real value ``S * (q - Zs)``); channel 0 is the grey pixel. One step::
+
+    alive  = pixel >= alive_min                          # GREATER(pixel, threshold), see derive()
+    p      = conv(state; conv1)                          # 3x3, SAME (out-of-grid = zero point)
+    h      = conv(p; conv2)                              # 1x1
+    ds     = conv(h; conv3)                              # 1x1
+    m      = mul(ds, fire ? fire_on : fire_off; mul1)    # the fire mask, an int8 input
+    m      = mul(m, alive ? alive_on : alive_off; mul2)  # CAST + QUANTIZE of the alive bool
+    state' = concat(pixel, add(state[..., 1:], m; add))
+
+Each op, exactly as TFLite's reference kernels (``reference_integer_ops``) compute it; all
+values int32 unless noted, ``mbqm`` = ``fixedpoint.multiply_by_quantized_multiplier``::
+
+    conv:  acc[o] = bias[o] + sum_{dy,dx,i in grid} w[o,dy,dx,i] * (x[.., i] - Zin)
+           y[o]   = clamp(mbqm(acc[o], M[o], shift[o]) + Zout, act_min, act_max)
+    mul:   y      = clamp(Zout + mbqm((a - Za) * (b - Zb), M, shift), -128, 127)
+    add:   a'     = mbqm((a - Za) << 20, Ma, sa);  b' = mbqm((b - Zb) << 20, Mb, sb)
+           y      = clamp(mbqm(a' + b', Mo, so) + Zout, -128, 127)
+
+A cell that does not fire (or is dead) gets ``(fire_q - Zfire) = 0`` (``(alive_q - Zalive) =
+0``) in the first (second) MUL, so its ``m`` is the MUL's zero point whatever ``ds`` was: the
+convolutions are computed only for cells that are alive and fire, which changes no bit.
+
+The parameters (``Int8Step``) are integers. ``derive`` computes them from an int8 model's
+scales exactly as TFLite's ``Prepare`` functions do (double-precision arithmetic on the float32
+scales, offline, once per model); nothing on the data path is a float.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .fixedpoint import multiply_by_quantized_multiplier as mbqm
+from .fixedpoint import quantize_multiplier
+
+ADD_LEFT_SHIFT = 20  # TFLite's left_shift for int8 ADD
+COMPARE_LEFT_SHIFT = 8  # TFLite's left_shift for quantized comparisons
+
+
+@dataclass(frozen=True)
+class Conv:
+    """One int8 convolution: kernel int8 [O, kh, kw, I] (TFLite's OHWI), int32 bias and requant."""
+
+    weight: np.ndarray  # int8 [O, kh, kw, I]
+    bias: np.ndarray  # int32 [O]
+    multiplier: np.ndarray  # int32 [O], Q31
+    shift: np.ndarray  # int32 [O]
+    input_zero: int
+    output_zero: int
+    act_min: int
+    act_max: int
+
+
+@dataclass(frozen=True)
+class Mul:
+    in1_zero: int
+    in2_zero: int
+    output_zero: int
+    multiplier: int
+    shift: int
+
+
+@dataclass(frozen=True)
+class Add:
+    in1_zero: int
+    in2_zero: int
+    output_zero: int
+    in1_multiplier: int
+    in1_shift: int
+    in2_multiplier: int
+    in2_shift: int
+    out_multiplier: int
+    out_shift: int
+
+
+@dataclass(frozen=True)
+class Int8Step:
+    """Every integer parameter of the int8 step (see the module docstring)."""
+
+    state_zero: int
+    pixel_lut: np.ndarray  # int8 [256]: the state's pixel for a grey level 0..255 (host encoding)
+    alive_min: int  # a cell is alive when its int8 pixel >= alive_min (128: never)
+    fire_on: int  # the int8 fire input for a firing cell ...
+    fire_off: int  # ... and for a resting one (= mul1.in2_zero)
+    alive_on: int
+    alive_off: int  # (= mul2.in2_zero)
+    conv1: Conv
+    conv2: Conv
+    conv3: Conv
+    mul1: Mul
+    mul2: Mul
+    add: Add
+
+    @property
+    def channels(self) -> int:
+        return int(self.conv1.weight.shape[3])
+
+
+# ---------------------------------------------------------------------------------- the step
+
+
+def step(params: Int8Step, state: np.ndarray, fire: np.ndarray, trace: dict | None = None) -> np.ndarray:
+    """One step: int8 state [B, H, W, C], bool fire [B, H, W] -> int8 next state.
+
+    ``trace``: if a dict is given, the intermediate int8 tensors of the computed cells are put
+    in it (``alive``, ``cells`` (b, y, x index arrays), ``conv1``, ``conv2``, ``conv3``,
+    ``mul1``, ``mul2`` and ``add``), for locating where two implementations diverge.
+    """
+    s = np.asarray(state)
+    if s.dtype != np.int8 or s.ndim != 4 or s.shape[3] != params.channels:
+        raise ValueError(f"state must be int8 [B, H, W, {params.channels}], not {s.dtype} {list(s.shape)}")
+    fire = np.asarray(fire, dtype=bool)
+    if fire.shape != s.shape[:3]:
+        raise ValueError(f"fire must be bool {list(s.shape[:3])}, not {list(fire.shape)}")
+    x = s.astype(np.int32)
+    alive = x[..., 0] >= params.alive_min
+    fire_q = np.where(fire, params.fire_on, params.fire_off).astype(np.int32)
+    alive_q = np.where(alive, params.alive_on, params.alive_off).astype(np.int32)
+    # m for resting or dead cells: both MULs see a zero operand -> their output zero points.
+    m = np.empty(s.shape[:3] + (s.shape[3] - 1,), np.int32)
+    m[...] = _mul(np.int32(params.mul1.output_zero), alive_q[..., None], params.mul2)
+    b, yy, xx = np.nonzero(fire & alive)
+    if len(b):
+        patches = _patches(x, b, yy, xx, params.conv1.input_zero)
+        p = _conv(patches, params.conv1)
+        h = _conv(p, params.conv2)
+        ds = _conv(h, params.conv3)
+        m1 = _mul(ds, fire_q[b, yy, xx][:, None], params.mul1)
+        m[b, yy, xx] = _mul(m1, alive_q[b, yy, xx][:, None], params.mul2)
+        if trace is not None:
+            trace.update(cells=(b, yy, xx), conv1=p, conv2=h, conv3=ds, mul1=m1)
+    out = s.copy()
+    out[..., 1:] = _add(x[..., 1:], m, params.add)
+    if trace is not None:
+        trace.update(alive=alive, mul2=m, add=out[..., 1:])
+    return out
+
+
+def _patches(x: np.ndarray, b, yy, xx, pad_value: int) -> np.ndarray:
+    """3x3 neighbourhoods [N, 3, 3, C] of the given cells; out-of-grid cells read ``pad_value``
+    (the input zero point: TFLite skips them, which is the same as adding w * (Zin - Zin) = 0)."""
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=pad_value)
+    dy, dx = np.meshgrid(np.arange(3), np.arange(3), indexing="ij")
+    return padded[b[:, None, None], yy[:, None, None] + dy, xx[:, None, None] + dx]
+
+
+def _conv(inputs: np.ndarray, c: Conv) -> np.ndarray:
+    """inputs [N, kh, kw, I] (or [N, I] for 1x1) int32 -> int32 [N, O] (int8 range)."""
+    n = inputs.shape[0]
+    w = c.weight.reshape(c.weight.shape[0], -1).astype(np.int32)  # [O, kh*kw*I]
+    acc = (inputs.reshape(n, -1) - np.int32(c.input_zero)) @ w.T + c.bias.astype(np.int32)
+    y = mbqm(acc, c.multiplier, c.shift) + c.output_zero
+    return np.clip(y, c.act_min, c.act_max).astype(np.int32)
+
+
+def _mul(a, b, p: Mul) -> np.ndarray:
+    prod = (np.asarray(a, np.int32) - np.int32(p.in1_zero)) * (np.asarray(b, np.int32) - np.int32(p.in2_zero))
+    return np.clip(p.output_zero + mbqm(prod, p.multiplier, p.shift), -128, 127).astype(np.int32)
+
+
+def _add(a, b, p: Add) -> np.ndarray:
+    a1 = mbqm((np.asarray(a, np.int32) - np.int32(p.in1_zero)) * np.int32(1 << ADD_LEFT_SHIFT), p.in1_multiplier, p.in1_shift)
+    b1 = mbqm((np.asarray(b, np.int32) - np.int32(p.in2_zero)) * np.int32(1 << ADD_LEFT_SHIFT), p.in2_multiplier, p.in2_shift)
+    y = mbqm(a1 + b1, p.out_multiplier, p.out_shift) + p.output_zero
+    return np.clip(y, -128, 127).astype(np.int8)
+
+
+def seed(params: Int8Step, grey: np.ndarray) -> np.ndarray:
+    """Initial int8 states [B, H, W, C] for uint8 grey images [B, H, W]: pixel, zeros elsewhere."""
+    grey = np.asarray(grey)
+    if grey.dtype != np.uint8:
+        raise ValueError("grey images must be uint8")
+    s = np.full(grey.shape + (params.channels,), params.state_zero, np.int8)
+    s[..., 0] = params.pixel_lut[grey]
+    return s
+
+
+def mutate(params: Int8Step, state: np.ndarray, grey: np.ndarray) -> np.ndarray:
+    """The protocol's mutation: new pixels; mutable channels kept where the new digit is alive,
+    zero (the zero point) elsewhere."""
+    s = state.copy()
+    s[..., 0] = params.pixel_lut[np.asarray(grey, np.uint8)]
+    dead = s[..., 0] < params.alive_min
+    s[dead, 1:] = params.state_zero
+    return s
+
+
+def labels(params: Int8Step, state: np.ndarray, n_classes: int) -> np.ndarray:
+    """Each cell's class: argmax of the last ``n_classes`` channels (ties: the lowest index).
+
+    int8 comparison is enough: the class channels share the state's scale and zero point."""
+    return np.argmax(state[..., -n_classes:], axis=-1)
+
+
+def run(params: Int8Step, state: np.ndarray, masks) -> np.ndarray:
+    """Run ``len(masks)`` steps; returns every step's state, int8 [steps, B, H, W, C]."""
+    out = []
+    for fire in masks:
+        state = step(params, state, fire)
+        out.append(state)
+    return np.stack(out)
+
+
+# ---------------------------------------------------------------------------- offline derivation
+
+
+def derive(q: dict) -> Int8Step:
+    """Integer parameters from an int8 model's quantization, as TFLite's Prepare computes them.
+
+    ``q`` (plain numbers; scales as float32 values)::
+
+        state: (scale, zero)               the state tensor (input and output)
+        alive_const: (value, scale, zero)  GREATER's int8 constant (the alive threshold)
+        alive_q: (scale, zero)             QUANTIZE's output (the alive mask as int8)
+        fire: (scale, zero)                the fire input
+        convs: 3 x {weight int8 OHWI, weight_scales [O], bias int32 [O], output (scale, zero), relu}
+        muls: 2 x (scale, zero)            outputs of MUL(ds, fire) and MUL(., alive)
+        add: (scale, zero)                 output of ADD(state[1:], m)
+
+    Offline only (runs once per model): real multipliers are computed in double precision from
+    the float32 scales, in TFLite's order of operations, then turned into Q31 integers.
+    """
+    f32 = lambda v: float(np.float32(v))  # noqa: E731
+    s_state, z_state = f32(q["state"][0]), int(q["state"][1])
+    convs, in_scale, in_zero = [], s_state, z_state
+    for c in q["convs"]:
+        w = np.asarray(c["weight"], np.int8)
+        ws = np.asarray(c["weight_scales"], np.float32)
+        s_out, z_out = f32(c["output"][0]), int(c["output"][1])
+        mult, shift = zip(*(quantize_multiplier(in_scale * float(s) / s_out) for s in ws))
+        act_min = max(-128, z_out) if c["relu"] else -128
+        convs.append(Conv(weight=w, bias=np.asarray(c["bias"], np.int32), multiplier=np.array(mult, np.int32),
+                          shift=np.array(shift, np.int32), input_zero=in_zero, output_zero=z_out,
+                          act_min=act_min, act_max=127))
+        in_scale, in_zero = s_out, z_out
+
+    def mul(s1, z1, s2, z2, out) -> Mul:
+        m, sh = quantize_multiplier(s1 * s2 / f32(out[0]))
+        return Mul(in1_zero=z1, in2_zero=z2, output_zero=int(out[1]), multiplier=m, shift=sh)
+
+    s_fire, z_fire = f32(q["fire"][0]), int(q["fire"][1])
+    s_alive, z_alive = f32(q["alive_q"][0]), int(q["alive_q"][1])
+    (s_m1, z_m1), (s_m2, z_m2) = ((f32(s), int(z)) for s, z in q["muls"])
+    mul1 = mul(in_scale, in_zero, s_fire, z_fire, (s_m1, z_m1))
+    mul2 = mul(s_m1, z_m1, s_alive, z_alive, (s_m2, z_m2))
+
+    s_add, z_add = f32(q["add"][0]), int(q["add"][1])
+    twice_max = 2.0 * max(s_state, s_m2)
+    m_a, sh_a = quantize_multiplier(s_state / twice_max)
+    m_b, sh_b = quantize_multiplier(s_m2 / twice_max)
+    m_o, sh_o = quantize_multiplier(twice_max / ((1 << ADD_LEFT_SHIFT) * s_add))
+    add = Add(in1_zero=z_state, in2_zero=z_m2, output_zero=z_add, in1_multiplier=m_a, in1_shift=sh_a,
+              in2_multiplier=m_b, in2_shift=sh_b, out_multiplier=m_o, out_shift=sh_o)
+
+    value, s_c, z_c = int(q["alive_const"][0]), f32(q["alive_const"][1]), int(q["alive_const"][2])
+    return Int8Step(state_zero=z_state, pixel_lut=_pixel_lut(s_state, z_state), alive_min=_alive_min(s_state, z_state, value, s_c, z_c),
+                    fire_on=_quantize_one(s_fire, z_fire), fire_off=z_fire,
+                    alive_on=_quantize_one(s_alive, z_alive), alive_off=z_alive,
+                    conv1=convs[0], conv2=convs[1], conv3=convs[2], mul1=mul1, mul2=mul2, add=add)
+
+
+def _alive_min(s_pixel: float, z_pixel: int, value: int, s_const: float, z_const: int) -> int:
+    """The smallest int8 pixel that TFLite's GREATER(pixel, constant) calls alive (128: none).
+
+    The comparison rescales both sides to a common fixed point (reference ComparisonWithScaling)::
+
+        side(q, s, z) = mbqm((q - z) << 8, M(s), shift(s))     M, shift = QuantizeMultiplier(s)
+        alive         = side(pixel, S_pixel, Z_pixel) > side(constant, S_c, Z_c)
+
+    which is monotonic in the pixel, so it is one threshold; it is found by evaluating all 256.
+    """
+    qs = np.arange(-128, 128, dtype=np.int32)
+    m_p, sh_p = quantize_multiplier(s_pixel)
+    m_c, sh_c = quantize_multiplier(s_const)
+    left = mbqm((qs - z_pixel) * (1 << COMPARE_LEFT_SHIFT), m_p, sh_p)
+    right = mbqm(np.int32((value - z_const) * (1 << COMPARE_LEFT_SHIFT)), m_c, sh_c)
+    hits = np.nonzero(left > right)[0]
+    if len(hits) and not np.all(left[hits[0]:] > right):
+        raise ValueError("alive comparison is not monotonic")
+    return int(qs[hits[0]]) if len(hits) else 128
+
+
+def _pixel_lut(scale: float, zero: int) -> np.ndarray:
+    """int8 pixel per grey level g: clamp(round(float32(g / 255) / scale) + zero), in float32 as the
+    host loop (``export.runtimes``) quantizes its float input. Offline: a 256-entry table."""
+    x = np.arange(256, dtype=np.float32) / np.float32(255.0)
+    return np.clip(np.round(x / np.float32(scale)) + zero, -128, 127).astype(np.int8)
+
+
+def _quantize_one(scale: float, zero: int) -> int:
+    """QUANTIZE of the float 1.0 (a true fire / alive flag): clamp(round(1 / scale) + zero)."""
+    return int(np.clip(np.round(np.float32(1.0) / np.float32(scale)) + zero, -128, 127))
