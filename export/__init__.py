@@ -15,6 +15,8 @@ tflite        .tflite    float32 via the Larq mirror, fixed     tflite-runtime 2
                          batch and grid                         ai-edge-litert
 tflite-int8   .tflite    full-integer int8 (state included),    tflite-runtime 2.14,
                          calibrated on CA trajectories          ai-edge-litert
+packed        .ncap      the tflite-int8 step's integer         firmware_sim (numpy),
+                         parameters, binary kernels 1 bit each  the C firmware
 ============  =========  ====================================  ==========================
 
 ``export_model`` writes one format, ``export_all`` every format a model supports plus
@@ -68,12 +70,19 @@ def _tflite_int8(model, record: dict, height: int, width: int, batch: int) -> by
     return with_record(tflite_int8_bytes(model, samples, height, width, batch), encode_record(record))
 
 
+def _packed(model, record: dict, height: int, width: int, batch: int) -> bytes:
+    from .packed_export import packed_bytes
+
+    return packed_bytes(model, record, _tflite_int8(model, dict(record, format="tflite-int8"), 28, 28, 1))
+
+
 FORMATS: dict[str, Format] = {
     f.name: f
     for f in [
         Format("onnx", ".onnx", "onnxruntime", _onnx, fixed_shape=False),
         Format("tflite", ".tflite", "litert", _tflite),
         Format("tflite-int8", ".tflite", "tflite-runtime", _tflite_int8),
+        Format("packed", ".ncap", "firmware_sim", _packed, fixed_shape=False),
     ]
 }
 
@@ -81,12 +90,28 @@ FORMATS: dict[str, Format] = {
 def _check_supported(fmt: str, cfg) -> None:
     if fmt not in FORMATS:
         raise NCAEdgeError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    if fmt == "tflite-int8" and cfg.binary_activations:
-        raise NCAEdgeError(f"format tflite-int8: the {cfg.quant} variant's binary activations have no exact int8 "
+    if fmt in ("tflite-int8", "packed") and cfg.binary_activations:
+        raise NCAEdgeError(f"format {fmt}: the {cfg.quant} variant's binary activations have no exact int8 "
                            "formulation in this exporter yet; use --format tflite or --format onnx")
-    if fmt.startswith("tflite") and cfg.state_frac_bits is not None:
+    if (fmt.startswith("tflite") or fmt == "packed") and cfg.state_frac_bits is not None:
         raise NCAEdgeError(f"format {fmt}: the Larq mirror does not model an int8 fixed-point state "
                            "(state_frac_bits); use --format onnx")
+
+
+def supported_formats(model_ref: str) -> list[str]:
+    """The formats a model (shipped name or checkpoint path) can be exported to."""
+    from nca_edge.checkpoint import read_sidecar, resolve_model
+    from nca_edge.config import Config
+
+    cfg = Config.from_dict(read_sidecar(resolve_model(model_ref))["config"]).ca
+    ok = []
+    for fmt in FORMATS:
+        try:
+            _check_supported(fmt, cfg)
+        except NCAEdgeError:
+            continue
+        ok.append(fmt)
+    return ok
 
 
 def artifact_record(fmt: str, config, checkpoint: Path, height: int, width: int, batch: int) -> dict:
@@ -162,6 +187,14 @@ def io_spec(fmt: str, path: Path, cfg, record: dict) -> dict:
         def one(t):
             return {"name": t.name, "shape": list(t.shape), "dtype": t.type, "quantization": None}
         return {"inputs": [one(t) for t in s.get_inputs()], "outputs": [one(t) for t in s.get_outputs()]}
+    if fmt == "packed":
+        from firmware_sim import blob
+
+        step, _ = blob.load(path)
+        state = {"name": "state", "shape": ["H", "W", step.channels], "dtype": "int8",
+                 "quantization": {"zero_point": step.state_zero}}
+        return {"inputs": [state, {"name": "fire", "shape": ["H", "W"], "dtype": "bool", "quantization": None}],
+                "outputs": [state]}
     from ai_edge_litert.interpreter import Interpreter
 
     from nca_edge.larq_mirror import quiet_stderr

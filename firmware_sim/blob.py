@@ -1,0 +1,87 @@
+"""The int8 step's parameters in a packed blob (docs/packed_format.md, "Tensors: the int8 step").
+
+``dumps`` writes an ``Int8Step`` (``firmware_sim.int8``) into the packed container; ``loads``
+reads it back, bit for bit. Kernels are stored at their true bit width: a kernel whose every
+value is +-k (a binary kernel, which the int8 export stores as +-127) is a BITS tensor plus the
+magnitude k; any other kernel is INT8. Kernels are flattened to [O, K] with K in TFLite's
+(dy, dx, channel) order, the reduction axis.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import packed as pk
+from .int8 import Add, Conv, Int8Step, Mul
+
+FLAG_INT8_STEP = 1  # header flags bit 0: the tensors are an int8 step (this module's set)
+
+_CONV_Q = ("input_zero", "output_zero", "act_min", "act_max")
+_MUL = ("in1_zero", "in2_zero", "output_zero", "multiplier", "shift")
+_ADD = ("in1_zero", "in2_zero", "output_zero", "in1_multiplier", "in1_shift", "in2_multiplier", "in2_shift",
+        "out_multiplier", "out_shift")
+_IO = ("state_zero", "alive_min", "fire_on", "fire_off", "alive_on", "alive_off")
+
+
+def dumps(p: Int8Step, variant: str, perception: int, hidden: int, n_classes: int, record: bytes = b"") -> bytes:
+    """``record``: optional opaque bytes kept as the INT8 tensor ``record`` (the exporter's JSON)."""
+    t, d = {}, {}
+
+    def put(name, value, dtype):
+        t[name], d[name] = np.asarray(value), dtype
+
+    put("io", [getattr(p, f) for f in _IO], pk.INT32)
+    put("pixel_lut", p.pixel_lut, pk.INT8)
+    for i, c in enumerate((p.conv1, p.conv2, p.conv3), start=1):
+        w = c.weight.reshape(c.weight.shape[0], -1).astype(np.int32)
+        k = int(np.abs(w).max())
+        binary = k > 0 and bool(np.all(np.abs(w) == k))
+        if binary:
+            put(f"conv{i}.w", np.sign(w), pk.BITS)
+        else:
+            put(f"conv{i}.w", w, pk.INT8)
+        put(f"conv{i}.q", [getattr(c, f) for f in _CONV_Q] + [k if binary else 0, *c.weight.shape[1:]], pk.INT32)
+        put(f"conv{i}.bias", c.bias, pk.INT32)
+        put(f"conv{i}.mult", c.multiplier, pk.INT32)
+        put(f"conv{i}.shift", c.shift, pk.INT8)
+    put("mul1", [getattr(p.mul1, f) for f in _MUL], pk.INT32)
+    put("mul2", [getattr(p.mul2, f) for f in _MUL], pk.INT32)
+    put("add", [getattr(p.add, f) for f in _ADD], pk.INT32)
+    if record:
+        put("record", np.frombuffer(record, np.int8), pk.INT8)
+    return pk.write(pk.Packed(variant, p.channels, perception, hidden, n_classes, tensors=t, dtypes=d,
+                              flags=FLAG_INT8_STEP))
+
+
+def loads(data: bytes) -> tuple[Int8Step, pk.Packed]:
+    """The int8 step in a packed blob (raises PackedFormatError if it is not one)."""
+    b = pk.read(data)
+    if not b.flags & FLAG_INT8_STEP:
+        raise pk.PackedFormatError("this packed file does not hold an int8 step (flags bit 0 is clear)")
+    t = b.tensors
+    try:
+        io = dict(zip(_IO, (int(v) for v in t["io"])))
+        convs = []
+        for i in (1, 2, 3):
+            q = [int(v) for v in t[f"conv{i}.q"]]
+            kh, kw, cin = q[5:8]
+            w = t[f"conv{i}.w"].astype(np.int32)
+            if b.dtypes[f"conv{i}.w"] == pk.BITS:
+                w = w * q[4]
+            convs.append(Conv(weight=w.reshape(-1, kh, kw, cin).astype(np.int8), bias=t[f"conv{i}.bias"].astype(np.int32),
+                              multiplier=t[f"conv{i}.mult"].astype(np.int32), shift=t[f"conv{i}.shift"].astype(np.int32),
+                              **dict(zip(_CONV_Q, q[:4]))))
+        mul1, mul2 = (Mul(**dict(zip(_MUL, (int(v) for v in t[n])))) for n in ("mul1", "mul2"))
+        add = Add(**dict(zip(_ADD, (int(v) for v in t["add"]))))
+        step = Int8Step(pixel_lut=t["pixel_lut"].astype(np.int8), conv1=convs[0], conv2=convs[1], conv3=convs[2],
+                        mul1=mul1, mul2=mul2, add=add, **io)
+    except (KeyError, ValueError, TypeError) as e:
+        raise pk.PackedFormatError(f"incomplete int8 step: {e}") from None
+    if step.channels != b.channels:
+        raise pk.PackedFormatError(f"the kernels take {step.channels} channels, the header says {b.channels}")
+    return step, b
+
+
+def load(path) -> tuple[Int8Step, pk.Packed]:
+    with open(path, "rb") as f:
+        return loads(f.read())

@@ -1,0 +1,76 @@
+"""Bit-exactness of every shipped int8 export against firmware_sim, in both TFLite runtimes.
+
+    .venv/bin/python scripts/verify_report.py [--models float bwn] [--digits 200] [--steps 400] \
+        [--write docs/results/verify.md]
+
+For each model with a tflite-int8 export (batch 8, 28x28, into out/verify/MODEL.tflite):
+`nca-edge verify` in tflite-runtime 2.14 and ai-edge-litert, with the reference kernels
+(BUILTIN_REF: must be bit-exact) and with the default optimized kernels (XNNPACK: how often a
+step differs from the reference semantics, each step compared from the runtime's own previous
+state). The table goes to --write and its JSON beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from export import export_model, supported_formats  # noqa: E402
+from export.verify import verify_in_child  # noqa: E402
+from nca_edge.compare import default_models  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="*", default=None)
+    ap.add_argument("--digits", type=int, default=200)
+    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--optimized-digits", type=int, default=50, help="digits for the optimized-kernel rows")
+    ap.add_argument("--write", type=Path, default=None)
+    a = ap.parse_args()
+    rows = []
+    for name in a.models or default_models():
+        if "tflite-int8" not in supported_formats(name):
+            print(f"{name}: no tflite-int8 export, skipped", flush=True)
+            continue
+        path = ROOT / "out" / "verify" / f"{name}.tflite"
+        export_model(name, "tflite-int8", path, force=True, batch=8)
+        for reference in (True, False):
+            for runtime in ("tflite-runtime", "litert"):
+                t = time.time()
+                digits = a.digits if reference else a.optimized_digits
+                r = verify_in_child(path, runtime, reference, digits, a.steps, mutate_at=a.steps // 2)
+                f = r.first
+                rows.append({"model": name, "runtime": runtime, "kernels": r.kernels, "digits": r.digits, "steps": r.steps,
+                             "values_compared": r.values_compared, "values_differing": r.values_differing,
+                             "steps_compared": r.steps_compared, "steps_differing": r.steps_differing,
+                             "result": "bit-exact" if r.bit_exact else f"differs (first: step {f['step']}, layer {f['layer']})",
+                             "seconds": round(time.time() - t, 1)})
+                print(rows[-1], flush=True)
+    cmd = "python scripts/verify_report.py " + " ".join(sys.argv[1:])
+    lines = ["# int8 exports vs firmware_sim (bit-exactness)", "",
+             f"Command: `{cmd.strip()}` (each row is `nca-edge verify out/verify/MODEL.tflite --digits N "
+             f"--steps {a.steps} --runtime RUNTIME [--optimized]`; mutation at step {a.steps // 2}). The optimized "
+             "rows compare each step from the runtime's previous state, so they count per-step differences.", "",
+             "| model | runtime | kernels | digits x steps | values compared | values differing | digit-steps differing (%) | result | seconds |",
+             "|---|---|---|---|---:|---:|---:|---|---:|"]
+    for r in rows:
+        share = 100.0 * r["steps_differing"] / max(r["steps_compared"], 1)
+        lines.append(f"| {r['model']} | {r['runtime']} | {r['kernels']} | {r['digits']} x {r['steps']} | {r['values_compared']:,} | "
+                     f"{r['values_differing']:,} | {share:.2f} | {r['result']} | {r['seconds']} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if a.write:
+        a.write.parent.mkdir(parents=True, exist_ok=True)
+        a.write.write_text(text)
+        a.write.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+"""firmware_sim.int8 is bit-exact with TFLite's reference kernels on the shipped int8 exports.
+
+The CI-sized runs here (a few digits, 400 steps, mutation at 200) use the same code as the full
+run recorded in docs/RESULTS.md (``python scripts/verify_report.py``: 200 digits per variant).
+"""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from export import export_model
+from export.verify import verify, verify_in_child
+from firmware_sim import int8
+from firmware_sim.fixedpoint import multiply_by_quantized_multiplier, quantize_multiplier
+from nca_edge.cli import main
+
+VARIANTS = ["float", "bwn"]  # the shipped variants with a tflite-int8 export
+
+
+@pytest.fixture(scope="module")
+def int8_files(tmp_path_factory):
+    out = tmp_path_factory.mktemp("int8sim")
+    files = {}
+    for v in VARIANTS:
+        files[v] = out / f"{v}.tflite"
+        export_model(v, "tflite-int8", files[v], batch=1)
+    return files
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("runtime,digits", [("litert", 3), ("tflite-runtime", 2)])
+def test_simulator_is_bit_exact_with_reference_kernels_for_400_steps_with_mutation(int8_files, variant, runtime, digits):
+    r = verify_in_child(int8_files[variant], runtime, reference=True, digits=digits, steps=400, mutate_at=200)
+    assert r.values_compared == digits * 400 * 28 * 28 * 20
+    assert r.bit_exact, r.first
+
+
+def test_verify_locates_the_first_differing_layer(int8_files, monkeypatch):
+    real = int8.derive
+
+    def off_by_one(q):  # the simulator's last conv gets a wrong bias in one channel
+        p = real(q)
+        bias = p.conv3.bias.copy()
+        bias[5] += 40_000
+        return dataclasses.replace(p, conv3=dataclasses.replace(p.conv3, bias=bias))
+
+    monkeypatch.setattr(int8, "derive", off_by_one)
+    r = verify(str(int8_files["float"]), "litert", reference=True, digits=1, steps=5, mutate_at=None)
+    assert not r.bit_exact
+    assert r.first["step"] == 0 and r.first["channel"] == 5 + 1  # state channel = ds channel + 1
+    assert r.first["layer"] == "conv3"
+
+
+def test_verify_cli_reports_bit_exact_and_exits_0(int8_files):
+    res = CliRunner().invoke(main, ["verify", str(int8_files["bwn"]), "--digits", "1", "--steps", "20"])
+    assert res.exit_code == 0, res.output
+    assert "bit-exact" in res.output and f"{20 * 28 * 28 * 20:,} values" in res.output
+
+
+def test_verify_cli_refuses_a_float_artifact_in_one_line(tmp_path):
+    path = tmp_path / "f.tflite"
+    export_model("float", "tflite", path)
+    res = CliRunner().invoke(main, ["verify", str(path), "--digits", "1", "--steps", "2"])
+    assert res.exit_code == 1
+    assert "full-integer" in res.output and "Traceback" not in res.output
+
+
+# ------------------------------------------------------------------------- the ops, by hand
+
+
+def _params(int8_file):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from export.int8_graph import quantization
+
+    it = Interpreter(model_path=str(int8_file))
+    it.allocate_tensors()
+    return int8.derive(quantization(it))
+
+
+def test_a_resting_cell_keeps_its_state_exactly(int8_files):
+    p = _params(int8_files["float"])
+    rng = np.random.default_rng(0)
+    s = rng.integers(-128, 128, size=(2, 6, 7, 20), dtype=np.int8)
+    s[..., 0] = 127  # alive everywhere
+    out = int8.step(p, s, np.zeros((2, 6, 7), bool))
+    np.testing.assert_array_equal(out, s)
+
+
+def test_dead_cells_never_change_and_the_pixel_is_copied(int8_files):
+    p = _params(int8_files["bwn"])
+    rng = np.random.default_rng(1)
+    s = rng.integers(-128, 128, size=(1, 8, 8, 20), dtype=np.int8)
+    s[..., 0] = np.where(rng.random((1, 8, 8)) < 0.5, p.alive_min - 1, 127)
+    out = int8.step(p, s, np.ones((1, 8, 8), bool))
+    dead = s[..., 0] < p.alive_min
+    np.testing.assert_array_equal(out[dead], s[dead])
+    np.testing.assert_array_equal(out[..., 0], s[..., 0])
+    assert (out[~dead] != s[~dead]).any()
+
+
+def test_alive_threshold_matches_the_float_comparison(int8_files):
+    p = _params(int8_files["float"])
+    # pixel value (q - Z) * S > 0.1: the integer comparison agrees away from the boundary
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(int8_files["float"]))
+    scale, zero = next(d["quantization"] for d in it.get_input_details() if "state" in d["name"])
+    q = np.arange(-128, 128)
+    real_alive = (q - zero) * scale > 0.1
+    assert (q >= p.alive_min)[np.abs((q - zero) * scale - 0.1) > scale].tolist() == real_alive[np.abs((q - zero) * scale - 0.1) > scale].tolist()
+
+
+def test_derived_multipliers_reproduce_the_real_scale_ratio(int8_files):
+    p = _params(int8_files["float"])
+    c = p.conv1
+    real = c.multiplier.astype(np.float64) * 2.0 ** (c.shift.astype(np.float64) - 31)
+    x = np.full(len(real), 1 << 20)
+    got = multiply_by_quantized_multiplier(x, c.multiplier, c.shift)
+    np.testing.assert_allclose(got, np.round(real * (1 << 20)), atol=1)
+    assert quantize_multiplier(0.5) == (1 << 30, 0)
+
+
+def test_seed_and_mutation_are_integer_and_clear_the_dead_cells(int8_files):
+    p = _params(int8_files["float"])
+    grey = np.zeros((1, 5, 5), np.uint8)
+    grey[0, 2, 2] = 255
+    s = int8.seed(p, grey)
+    assert s.dtype == np.int8 and s[0, 2, 2, 0] == p.pixel_lut[255] and (s[..., 1:] == p.state_zero).all()
+    s[..., 1:] = 50
+    new = np.zeros_like(grey)
+    new[0, 0, 0] = 255
+    m = int8.mutate(p, s, new)
+    assert (m[0, 0, 0, 1:] == 50).all() and (m[0, 2, 2, 1:] == p.state_zero).all()
+    assert m[0, 2, 2, 0] == p.pixel_lut[0]
+
+
+# ------------------------------------------------------------------------- the packed blob
+
+
+def _same_step(a: int8.Int8Step, b: int8.Int8Step) -> None:
+    for f in dataclasses.fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if dataclasses.is_dataclass(x):
+            _same_step(x, y)
+        elif isinstance(x, np.ndarray):
+            np.testing.assert_array_equal(x, y, err_msg=f.name)
+            assert x.dtype == y.dtype, f.name
+        else:
+            assert x == y, f.name
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_packed_export_holds_exactly_the_int8_files_integers(int8_files, variant, tmp_path):
+    from firmware_sim import blob, packed
+
+    path = tmp_path / f"{variant}.ncap"
+    export_model(variant, "packed", path)
+    step, b = blob.load(path)
+    _same_step(step, _params(int8_files[variant]))
+    # binary kernels at 1 bit: bwn's hidden layer; float has none
+    kinds = {n: b.dtypes[n] for n in ("conv1.w", "conv2.w", "conv3.w")}
+    assert kinds == ({"conv1.w": packed.INT8, "conv2.w": packed.BITS, "conv3.w": packed.INT8} if variant == "bwn"
+                     else dict.fromkeys(kinds, packed.INT8))
+
+
+def test_packed_blob_round_trips_and_refuses_a_non_step_blob(int8_files):
+    from firmware_sim import blob, packed
+
+    p = _params(int8_files["bwn"])
+    data = blob.dumps(p, "bwn", 80, 80, 10, record=b"hello")
+    q, b = blob.loads(data)
+    _same_step(p, q)
+    assert bytes(b.tensors["record"].astype(np.uint8)) == b"hello"
+    other = packed.write(packed.Packed("bwn", 20, 80, 80, 10, tensors={"x": np.ones(3)}, dtypes={"x": packed.INT8}))
+    with pytest.raises(packed.PackedFormatError, match="int8 step"):
+        blob.loads(other)
