@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import packed as pk
-from .int8 import Add, Conv, Int8Step, Mul
+from .int8 import Add, Conv, Int8Step, Mul, check_bounds
 
 FLAG_INT8_STEP = 1  # header flags bit 0: the tensors are an int8 step (this module's set)
 
@@ -79,6 +79,10 @@ def loads(data: bytes) -> tuple[Int8Step, pk.Packed]:
         raise pk.PackedFormatError(f"incomplete int8 step: {e}") from None
     if step.channels != b.channels:
         raise pk.PackedFormatError(f"the kernels take {step.channels} channels, the header says {b.channels}")
+    try:
+        check_bounds(step)
+    except OverflowError as e:
+        raise pk.PackedFormatError(str(e)) from None
     return step, b
 
 

@@ -171,6 +171,30 @@ def _add(a, b, p: Add) -> np.ndarray:
     return np.clip(y, -128, 127).astype(np.int8)
 
 
+def accumulator_bounds(params: Int8Step) -> dict[str, int]:
+    """Worst-case |int32 intermediate| of each layer, over every int8 input, from the weights.
+
+    conv: |bias[o]| + sum |w[o]| * max|q - Zin| (q in -128..127), maximised over o;
+    mul: max|a - Za| * max|b - Zb|; add: the shifted operands, max|q - Z| * 2**20.
+    """
+    span = lambda z: max(abs(-128 - z), abs(127 - z))  # noqa: E731
+    out = {}
+    for name, c in (("conv1", params.conv1), ("conv2", params.conv2), ("conv3", params.conv3)):
+        w = np.abs(c.weight.reshape(c.weight.shape[0], -1).astype(np.int64)).sum(1)
+        out[name] = int((np.abs(c.bias.astype(np.int64)) + w * span(c.input_zero)).max())
+    for name, m in (("mul1", params.mul1), ("mul2", params.mul2)):
+        out[name] = span(m.in1_zero) * span(m.in2_zero)
+    out["add"] = max(span(params.add.in1_zero), span(params.add.in2_zero)) << ADD_LEFT_SHIFT
+    return out
+
+
+def check_bounds(params: Int8Step) -> None:
+    """Raise OverflowError if any layer's worst case does not fit int32 (the declared width)."""
+    for name, bound in accumulator_bounds(params).items():
+        if bound > 2**31 - 1:
+            raise OverflowError(f"{name}: worst-case accumulator {bound} does not fit int32")
+
+
 def seed(params: Int8Step, grey: np.ndarray) -> np.ndarray:
     """Initial int8 states [B, H, W, C] for uint8 grey images [B, H, W]: pixel, zeros elsewhere."""
     grey = np.asarray(grey)
@@ -259,10 +283,13 @@ def derive(q: dict) -> Int8Step:
               in2_multiplier=m_b, in2_shift=sh_b, out_multiplier=m_o, out_shift=sh_o)
 
     value, s_c, z_c = int(q["alive_const"][0]), f32(q["alive_const"][1]), int(q["alive_const"][2])
-    return Int8Step(state_zero=z_state, pixel_lut=_pixel_lut(s_state, z_state), alive_min=_alive_min(s_state, z_state, value, s_c, z_c),
-                    fire_on=_quantize_one(s_fire, z_fire), fire_off=z_fire,
-                    alive_on=_quantize_one(s_alive, z_alive), alive_off=z_alive,
-                    conv1=convs[0], conv2=convs[1], conv3=convs[2], mul1=mul1, mul2=mul2, add=add)
+    params = Int8Step(state_zero=z_state, pixel_lut=_pixel_lut(s_state, z_state),
+                      alive_min=_alive_min(s_state, z_state, value, s_c, z_c),
+                      fire_on=_quantize_one(s_fire, z_fire), fire_off=z_fire,
+                      alive_on=_quantize_one(s_alive, z_alive), alive_off=z_alive,
+                      conv1=convs[0], conv2=convs[1], conv3=convs[2], mul1=mul1, mul2=mul2, add=add)
+    check_bounds(params)
+    return params
 
 
 def _alive_min(s_pixel: float, z_pixel: int, value: int, s_const: float, z_const: int) -> int:

@@ -177,3 +177,39 @@ def test_packed_blob_round_trips_and_refuses_a_non_step_blob(int8_files):
     other = packed.write(packed.Packed("bwn", 20, 80, 80, 10, tensors={"x": np.ones(3)}, dtypes={"x": packed.INT8}))
     with pytest.raises(packed.PackedFormatError, match="int8 step"):
         blob.loads(other)
+
+
+def test_adversarial_extreme_inputs_stay_within_the_derived_bounds(int8_files):
+    """States built to push conv1's accumulator of one channel to its extremes: the int32
+    result equals the exact (int64) sum, and the bound derived from the weights holds."""
+    p = _params(int8_files["float"])
+    bounds = int8.accumulator_bounds(p)
+    assert all(b < 2**31 - 1 for b in bounds.values())
+    w = p.conv1.weight.astype(np.int64)  # [P, 3, 3, C]
+    o = int(np.abs(w).sum((1, 2, 3)).argmax())
+    for sign in (1, -1):
+        patch = np.where(sign * w[o] > 0, 127, -128).astype(np.int8)  # [3, 3, C]
+        patch[1, 1, 0] = 127  # the centre cell is alive
+        s = patch[None].copy()
+        trace = {}
+        int8.step(p, s, np.ones((1, 3, 3), bool), trace)
+        centre = [i for i, (y, x) in enumerate(zip(trace["cells"][1], trace["cells"][2])) if (y, x) == (1, 1)][0]
+        exact = int((w[o] * (patch.astype(np.int64) - p.conv1.input_zero)).sum() + p.conv1.bias[o])
+        assert abs(exact) <= bounds["conv1"]
+        from firmware_sim.fixedpoint import multiply_by_quantized_multiplier as mbqm
+
+        want = np.clip(mbqm(exact, p.conv1.multiplier[o], p.conv1.shift[o]) + p.conv1.output_zero,
+                       p.conv1.act_min, p.conv1.act_max)
+        assert trace["conv1"][centre, o] == want
+
+
+def test_a_blob_whose_accumulators_could_overflow_is_refused(int8_files):
+    from firmware_sim import blob, packed
+
+    p = _params(int8_files["float"])
+    huge = dataclasses.replace(p.conv1, bias=np.full_like(p.conv1.bias, 2**31 - 100))
+    with pytest.raises(OverflowError, match="conv1"):
+        int8.check_bounds(dataclasses.replace(p, conv1=huge))
+    data = blob.dumps(dataclasses.replace(p, conv1=huge), "float", 80, 80, 10)
+    with pytest.raises(packed.PackedFormatError, match="does not fit int32"):
+        blob.loads(data)
