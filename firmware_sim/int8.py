@@ -127,19 +127,32 @@ def step(params: Int8Step, state: np.ndarray, fire: np.ndarray, trace: dict | No
     m[...] = _mul(np.int32(params.mul1.output_zero), alive_q[..., None], params.mul2)
     b, yy, xx = np.nonzero(fire & alive)
     if len(b):
-        patches = _patches(x, b, yy, xx, params.conv1.input_zero)
-        p = _conv(patches, params.conv1)
-        h = _conv(p, params.conv2)
-        ds = _conv(h, params.conv3)
-        m1 = _mul(ds, fire_q[b, yy, xx][:, None], params.mul1)
-        m[b, yy, xx] = _mul(m1, alive_q[b, yy, xx][:, None], params.mul2)
+        m[b, yy, xx] = firing_update(params, _patches(x, b, yy, xx, params.conv1.input_zero), trace)
         if trace is not None:
-            trace.update(cells=(b, yy, xx), conv1=p, conv2=h, conv3=ds, mul1=m1)
+            trace["cells"] = (b, yy, xx)
     out = s.copy()
     out[..., 1:] = _add(x[..., 1:], m, params.add)
     if trace is not None:
         trace.update(alive=alive, mul2=m, add=out[..., 1:])
     return out
+
+
+def firing_update(params: Int8Step, patches: np.ndarray, trace: dict | None = None) -> np.ndarray:
+    """The MUL chain's output ``m`` [N, C-1] for N alive, firing cells, from their 3x3
+    neighbourhoods [N, 3, 3, C] (int32 values of int8 states)."""
+    p = _conv(patches, params.conv1)
+    h = _conv(p, params.conv2)
+    ds = _conv(h, params.conv3)
+    m1 = _mul(ds, np.int32(params.fire_on), params.mul1)
+    m = _mul(m1, np.int32(params.alive_on), params.mul2)
+    if trace is not None:
+        trace.update(conv1=p, conv2=h, conv3=ds, mul1=m1)
+    return m
+
+
+def add_update(params: Int8Step, mutable: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """The ADD: next mutable channels (int8) from the current ones and ``m``."""
+    return _add(mutable, m, params.add)
 
 
 def _patches(x: np.ndarray, b, yy, xx, pad_value: int) -> np.ndarray:

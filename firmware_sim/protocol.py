@@ -34,3 +34,51 @@ def step_metrics(labels: np.ndarray, alive: np.ndarray, targets: np.ndarray) -> 
     hi = np.where(alive, labels, -1).reshape(len(labels), -1).max(1)
     has_cells = alive.reshape(len(labels), -1).any(1)
     return correct, int(alive.sum()), int(((lo == hi) & has_cells).sum())
+
+
+def run_int8(params, grey: np.ndarray, labels: np.ndarray, n_classes: int = 10, steps: int = 400,
+             mutate_at: int | None = 200, mask_seed: int = 0, schedule: str = "sync", fire_rate: float = 0.5,
+             batch: int = 50, record_labels: bool = False, progress=None) -> dict:
+    """The article's protocol on the int8 simulator (numpy integers only), under a schedule.
+
+    grey: uint8 test images [N, H, W]; labels [N]. Returns {"accuracy": [steps] %, "agreement":
+    [steps] %, and with record_labels "labels": int8 [N, steps, H, W] (-1 on dead cells)}.
+    Fire masks: ``prng.fire_mask(mask_seed, digit index, step, H, W, fire_rate)``; mutation as
+    ``int8.mutate`` with targets ``mutation_targets(N, mask_seed)``.
+    """
+    from . import int8
+    from .prng import fire_mask
+    from .schedules import Runner
+
+    n, h, w = grey.shape
+    targets = mutation_targets(n, mask_seed)
+    mutate_at = mutate_at if mutate_at and mutate_at < steps else None
+    correct = np.zeros(steps, np.int64)
+    alive_n = np.zeros(steps, np.int64)
+    agree = np.zeros(steps, np.int64)
+    rec = np.full((n, steps, h, w), -1, np.int8) if record_labels else None
+    runner = Runner(params, schedule, seed=mask_seed)
+    for start in range(0, n, batch):
+        ids = np.arange(start, min(start + batch, n))
+        y = labels[ids]
+        s = int8.seed(params, grey[ids])
+        runner.reset()
+        for t in range(steps):
+            if t == mutate_at:
+                s = int8.mutate(params, s, grey[targets[ids]])
+                y = labels[targets[ids]]
+            s = runner.step(s, fire_mask(mask_seed, ids, t, h, w, fire_rate), t, ids)
+            lab = int8.labels(params, s, n_classes)
+            alive = s[..., 0] >= params.alive_min
+            c, a, g = step_metrics(lab, alive, y)
+            correct[t] += c
+            alive_n[t] += a
+            agree[t] += g
+            if rec is not None:
+                rec[ids, t] = np.where(alive, lab, -1)
+            if progress is not None:
+                progress(len(ids))
+    out = {"accuracy": 100.0 * correct / np.maximum(alive_n, 1), "agreement": 100.0 * agree / n}
+    if rec is not None:
+        out["labels"] = rec
+    return out

@@ -345,6 +345,88 @@ def verify_cmd(artifact, digits, steps, mutate_at, mask_seed, runtime, optimized
     sys.exit(1)
 
 
+def _int8_step(model: str):
+    """The int8 step of MODEL: a packed blob (.ncap), an int8 .tflite, or a model (shipped name or
+    checkpoint), exported to packed in memory. Returns (Int8Step, ca config dict)."""
+    from firmware_sim import blob
+    from firmware_sim.packed import PackedFormatError
+
+    from export.artifact import artifact_config, decode_record
+
+    path = Path(model)
+    try:
+        if path.suffix == ".ncap" and path.is_file():
+            data = path.read_bytes()
+            step, _ = blob.loads(data)
+            return step, decode_record(data, path)["config"]["ca"]
+        if path.suffix == ".tflite" and path.is_file():
+            from export.packed_export import int8_step_from_tflite
+
+            return int8_step_from_tflite(path.read_bytes()), artifact_config(path)["config"]["ca"]
+    except PackedFormatError as e:
+        raise NCAEdgeError(f"{path}: {e}") from None
+    import export
+
+    data, record = export.build(model, "packed")
+    return blob.loads(data)[0], record["config"]["ca"]
+
+
+@main.command("simulate")
+@click.argument("model")
+@click.option("--image", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A grey image (PNG, white digit on black, any size: the grid is the image).")
+@click.option("--digit", type=click.IntRange(min=0), default=None, help="Index of a test digit instead of --image.")
+@click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--schedule", default="sync", show_default=True, metavar="sync|async|stale:K",
+              help="sync: the trained random mask; async: firing cells one at a time in random order; "
+                   "stale:K: neighbours seen K steps late.")
+@click.option("--mask-seed", type=int, default=0, show_default=True)
+@click.option("--gif", "gif", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output GIF.")
+@click.option("--every", type=click.IntRange(min=1), default=2, show_default=True, help="Draw every N-th step.")
+@dataset_options
+def simulate_cmd(model, image, digit, steps, schedule, mask_seed, gif, every, dataset, data_dir):
+    """Run MODEL's int8 step in firmware_sim and draw every cell in its class colour over time.
+
+    MODEL: a packed blob (.ncap), an int8 .tflite, or a model (shipped name or checkpoint, whose
+    int8 step is derived first).
+    """
+    import numpy as np
+
+    from firmware_sim.protocol import run_int8
+    from firmware_sim.schedules import parse
+
+    from .render import frames, read_grey, write_gif
+
+    try:
+        parse(schedule)
+    except ValueError as e:
+        raise NCAEdgeError(str(e)) from None
+    if (image is None) == (digit is None):
+        raise NCAEdgeError("give exactly one of --image PNG or --digit INDEX")
+    if image is not None:
+        grey, label = read_grey(image), np.array([-1])
+    else:
+        from .data import load_digits
+
+        d = load_digits(dataset, data_dir)
+        if digit >= len(d.test_x):
+            raise NCAEdgeError(f"--digit {digit}: the test set has {len(d.test_x)} digits")
+        grey, label = d.test_x[digit], d.test_y[digit: digit + 1]
+    step, ca = _int8_step(model)
+    try:
+        r = run_int8(step, grey[None], label, ca["n_classes"], steps, None, mask_seed, schedule, ca["fire_rate"],
+                     batch=1, record_labels=True)
+    except ValueError as e:
+        raise NCAEdgeError(str(e)) from None
+    labels = r["labels"][0]
+    write_gif(gif, frames(grey, labels[::every]))
+    alive = labels[-1] >= 0
+    votes = np.bincount(labels[-1][alive], minlength=ca["n_classes"]) if alive.any() else np.zeros(1, int)
+    click.echo(f"wrote {gif} ({len(labels[::every])} frames, {grey.shape[0]}x{grey.shape[1]} grid, schedule {schedule}); "
+               f"after {steps} steps the cells say {int(votes.argmax())} ({100 * votes.max() / max(alive.sum(), 1):.0f}% of "
+               f"{int(alive.sum())} alive cells)" + (f", true label {int(label[0])}" if label[0] >= 0 else ""))
+
+
 def _host() -> str:
     import platform
 
