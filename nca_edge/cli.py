@@ -427,6 +427,45 @@ def simulate_cmd(model, image, digit, steps, schedule, mask_seed, gif, every, da
                f"{int(alive.sum())} alive cells)" + (f", true label {int(label[0])}" if label[0] >= 0 else ""))
 
 
+@main.command("vectors")
+@click.argument("artifact")
+@click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Output directory (created; must not exist unless --force).")
+@click.option("--digits", type=click.IntRange(min=1), default=4, show_default=True, help="Test digits (grids).")
+@click.option("--steps", type=click.IntRange(min=1), default=400, show_default=True)
+@click.option("--mask-seed", type=int, default=0, show_default=True)
+@click.option("--mutate-at", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Swap every digit at this step (0: never); the new images are written too.")
+@click.option("--hex", "hex_files", is_flag=True, help="Also write every array as .hex (one byte per line, $readmemh).")
+@click.option("--force", is_flag=True, help="Replace an existing output directory.")
+@dataset_options
+def vectors_cmd(artifact, out, digits, steps, mask_seed, mutate_at, hex_files, force, dataset, data_dir):
+    """Write hardware test vectors for ARTIFACT from the golden model (docs/test_vectors.md).
+
+    ARTIFACT: a packed blob (.ncap), an int8 .tflite, or a model. The vectors hold the input
+    images, every fire mask, every step's int8 state and the final labels, plus the packed
+    parameters they were computed with.
+    """
+    from firmware_sim import blob
+    from firmware_sim import vectors as vec
+
+    from .data import load_digits
+
+    if out.exists() and not force:
+        raise NCAEdgeError(f"{out} exists; pass --force to replace it")
+    step, ca = _int8_step(artifact)
+    d = load_digits(dataset, data_dir)
+    if digits > len(d.test_x):
+        raise NCAEdgeError(f"--digits {digits}: the test set has {len(d.test_x)} digits")
+    packed = Path(artifact).read_bytes() if artifact.endswith(".ncap") else blob.dumps(
+        step, ca["quant"], ca["perception"], ca["hidden"], ca["n_classes"])
+    meta = vec.write(out, step, packed, d.test_x[:digits], steps, mask_seed, ca["fire_rate"], ca["n_classes"],
+                     mutate_at or None, hex_files=hex_files, source=str(artifact), force=force)
+    size = sum(f.stat().st_size for f in out.iterdir())
+    click.echo(f"wrote {out}/ ({len(meta['sha256']) + 1} files, {size:,} bytes): {digits} grids x {steps} steps, "
+               f"{meta['height']}x{meta['width']}x{meta['channels']} int8 states")
+
+
 def _host() -> str:
     import platform
 
