@@ -213,3 +213,110 @@ def test_a_blob_whose_accumulators_could_overflow_is_refused(int8_files):
     data = blob.dumps(dataclasses.replace(p, conv1=huge), "float", 80, 80, 10)
     with pytest.raises(packed.PackedFormatError, match="does not fit int32"):
         blob.loads(data)
+
+
+# ------------------------------------------------------------------------- schedules, tools
+
+
+def _grids(p, n=3):
+    from nca_edge.data import load_digits
+
+    d = load_digits()
+    return d.test_x[:n], int8.seed(p, d.test_x[:n])
+
+
+def test_schedules_sync_and_stale0_are_the_step_and_async_differs_only_by_order(int8_files):
+    from firmware_sim.prng import fire_mask
+    from firmware_sim.schedules import Runner
+
+    p = _params(int8_files["float"])
+    _, s = _grids(p)
+    ids = np.arange(3)
+    f = fire_mask(0, ids, 0, 28, 28)
+    want = int8.step(p, s, f)
+    np.testing.assert_array_equal(Runner(p, "sync").step(s, f, 0, ids), want)
+    np.testing.assert_array_equal(Runner(p, "stale:0").step(s, f, 0, ids), want)
+    a = Runner(p, "async", seed=0).step(s, f, 0, ids)
+    np.testing.assert_array_equal(Runner(p, "async", seed=0).step(s, f, 0, ids), a)  # deterministic
+    resting = ~f
+    np.testing.assert_array_equal(a[resting], s[resting])  # only firing cells change
+    assert not np.array_equal(a, want)  # neighbours updated earlier in the step are seen
+    # one firing cell: the order cannot matter
+    one = np.zeros_like(f)
+    y, x = np.argwhere(s[0, ..., 0] >= p.alive_min)[0]
+    one[0, y, x] = True
+    np.testing.assert_array_equal(Runner(p, "async").step(s, one, 0, ids), int8.step(p, s, one))
+
+
+def test_stale_neighbours_are_read_from_k_steps_ago(int8_files):
+    from firmware_sim.prng import fire_mask
+    from firmware_sim.schedules import Runner
+
+    p = _params(int8_files["float"])
+    _, s0 = _grids(p, 1)
+    ids = np.arange(1)
+    r = Runner(p, "stale:1")
+    f0, f1 = fire_mask(0, ids, 0, 28, 28), fire_mask(0, ids, 1, 28, 28)
+    s1 = r.step(s0, f0, 0, ids)
+    np.testing.assert_array_equal(s1, int8.step(p, s0, f0))  # no older state yet: sees s0
+    s2 = r.step(s1, f1, 1, ids)
+    # by hand: each firing cell's neighbourhood from s0 with its own centre from s1
+    b, yy, xx = np.nonzero(f1 & (s1[..., 0] >= p.alive_min))
+    patches = int8._patches(s0.astype(np.int32), b, yy, xx, p.conv1.input_zero)
+    patches[:, 1, 1] = s1[b, yy, xx]
+    want = s1.copy()
+    want[b, yy, xx, 1:] = int8.add_update(p, s1[b, yy, xx, 1:], int8.firing_update(p, patches))
+    np.testing.assert_array_equal(s2, want)
+
+
+def test_unknown_schedule_is_refused():
+    from firmware_sim.schedules import parse
+
+    for bad in ("", "stale:", "stale:-1", "random"):
+        with pytest.raises(ValueError, match="unknown schedule"):
+            parse(bad)
+
+
+def test_simulate_writes_a_gif_and_refuses_bad_input(int8_files, tmp_path):
+    from firmware_sim import blob
+
+    ncap = tmp_path / "m.ncap"
+    ncap.write_bytes(blob.dumps(_params(int8_files["float"]), "float", 80, 80, 10))
+    gif = tmp_path / "run.gif"
+    res = CliRunner().invoke(main, ["simulate", str(int8_files["float"]), "--digit", "0", "--steps", "6", "--gif", str(gif)])
+    assert res.exit_code == 0, res.output
+    from PIL import Image
+
+    with Image.open(gif) as im:
+        assert im.size == (28 * 8, 28 * 8)
+    for args, msg in [(["--digit", "0", "--schedule", "later"], "unknown schedule"),
+                      (["--image", str(ncap)], "not a readable image"),
+                      ([], "exactly one of")]:
+        res = CliRunner().invoke(main, ["simulate", str(int8_files["float"]), *args, "--gif", str(tmp_path / "x.gif")])
+        assert res.exit_code == 1 and msg in res.output, res.output
+        assert not (tmp_path / "x.gif").exists()
+
+
+def test_vectors_replay_with_the_step_and_refuse_an_existing_directory(int8_files, tmp_path):
+    import json
+
+    out = tmp_path / "vec"
+    res = CliRunner().invoke(main, ["vectors", str(int8_files["bwn"]), "-o", str(out), "--digits", "2", "--steps", "5",
+                                    "--mutate-at", "3", "--hex"])
+    assert res.exit_code == 0, res.output
+    meta = json.loads((out / "vectors.json").read_text())
+    arr = {k: np.fromfile(out / v["file"], dtype=v["dtype"]).reshape(v["shape"]) for k, v in meta["arrays"].items()}
+    from firmware_sim import blob
+
+    p, _ = blob.load(out / "params.ncap")
+    s = int8.seed(p, arr["input"])
+    np.testing.assert_array_equal(s, arr["states"][:, 0])
+    for t in range(5):
+        if t == 3:
+            s = int8.mutate(p, s, arr["mutate_input"])
+        s = int8.step(p, s, arr["masks"][:, t].astype(bool))
+        np.testing.assert_array_equal(s, arr["states"][:, t + 1])
+    hexed = [int(v, 16) for v in (out / "labels.hex").read_text().split()]
+    assert hexed == arr["labels"].reshape(-1).view(np.uint8).tolist()
+    res = CliRunner().invoke(main, ["vectors", str(int8_files["bwn"]), "-o", str(out), "--digits", "1", "--steps", "1"])
+    assert res.exit_code == 1 and "exists" in res.output
