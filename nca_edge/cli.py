@@ -95,6 +95,8 @@ def dataset_options(f):
 @click.option("--sharpen-ramp", type=click.IntRange(min=0), default=0, show_default=True,
               help="ban/bnn: train with tanh(beta*x) activations, beta rising 1 -> --sharpen-beta over the first N iterations, exact sign after.")
 @click.option("--sharpen-beta", type=click.FloatRange(min=1.0), default=TrainConfig.sharpen_beta, show_default=True)
+@click.option("--act-noise", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
+              help="ban/bnn: stochastic binary activations in training, sign(x + SIGMA * logistic noise).")
 @click.option("--init", "init_from", default="", help="Warm start from a checkpoint (path, or a shipped name such as float).")
 @click.option("--state-frac-bits", type=click.IntRange(0, 7), default=None,
               help="Int8 fixed-point state with this many fractional bits (fake-quantized in training).")
@@ -104,7 +106,7 @@ def dataset_options(f):
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @dataset_options
 def train(quant, iterations, seed, out_dir, resume, device, batch_size, steps, lr, lr_boundaries, checkpoint_every, subset,
-          binary_input, binary_act, fresh_warmup, learned_scale, real_weights, binarize_ramp, sharpen_ramp, sharpen_beta, init_from, state_frac_bits, distill_from, distill_weight, no_progress, dataset, data_dir):
+          binary_input, binary_act, fresh_warmup, learned_scale, real_weights, binarize_ramp, sharpen_ramp, sharpen_beta, act_noise, init_from, state_frac_bits, distill_from, distill_weight, no_progress, dataset, data_dir):
     """Train the CA with the article's recipe (pool, mutation, residual noise, L2 loss)."""
     if learned_scale and quant not in ("bwn", "bnn"):
         raise NCAEdgeError(f"--learned-scale needs --quant bwn or bnn (got {quant})")
@@ -117,8 +119,8 @@ def train(quant, iterations, seed, out_dir, resume, device, batch_size, steps, l
     real = tuple(n for n in real_weights.split(",") if n)
     if binarize_ramp and quant not in ("bwn", "bnn"):
         raise NCAEdgeError(f"--binarize-ramp needs --quant bwn or bnn (got {quant})")
-    if sharpen_ramp and quant not in ("ban", "bnn"):
-        raise NCAEdgeError(f"--sharpen-ramp needs --quant ban or bnn (got {quant})")
+    if (sharpen_ramp or act_noise) and quant not in ("ban", "bnn"):
+        raise NCAEdgeError(f"--sharpen-ramp and --act-noise need --quant ban or bnn (got {quant})")
     if real and quant not in ("bwn", "bnn"):
         raise NCAEdgeError(f"--real-weights needs --quant bwn or bnn (got {quant})")
     if any(n not in LAYERS for n in real):
@@ -132,7 +134,7 @@ def train(quant, iterations, seed, out_dir, resume, device, batch_size, steps, l
         digits = replace(digits, train_x=digits.train_x[:subset], train_y=digits.train_y[:subset])
     tc = TrainConfig(iterations=iterations, seed=seed, batch_size=batch_size, steps=steps, lr=lr, lr_boundaries=boundaries,
                      checkpoint_every=checkpoint_every, dataset=dataset, init_from=init_from,
-                     fresh_warmup=fresh_warmup, binarize_ramp=binarize_ramp, sharpen_ramp=sharpen_ramp, sharpen_beta=sharpen_beta, distill_from=distill_from, distill_weight=distill_weight if distill_from else 0.0,
+                     fresh_warmup=fresh_warmup, binarize_ramp=binarize_ramp, sharpen_ramp=sharpen_ramp, sharpen_beta=sharpen_beta, act_noise=act_noise, distill_from=distill_from, distill_weight=distill_weight if distill_from else 0.0,
                      pool_size=max(TrainConfig.pool_size, batch_size),
                      n_fresh=min(TrainConfig.n_fresh, batch_size // 4), n_mutate=min(TrainConfig.n_mutate, batch_size // 4))
     config = Config(ca=CAConfig(quant=quant, binary_input=binary_input, binary_act=binary_act, learned_scale=learned_scale,

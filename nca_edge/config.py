@@ -134,6 +134,9 @@ class TrainConfig:
     # 1 to sharpen_beta; the exact sign (heaviside) with its straight-through gradient after.
     sharpen_ramp: int = 0
     sharpen_beta: float = 100.0
+    # Stochastic binary activations (ban/bnn): in training each binary activation is
+    # sign(x + act_noise * logistic noise) (nca_edge.quant.noisy_sign); 0 = the exact sign + STE.
+    act_noise: float = 0.0
 
     def __post_init__(self) -> None:
         if self.n_fresh + self.n_mutate > self.batch_size:

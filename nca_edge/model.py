@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import LAYERS, CAConfig
-from .quant import channel_scale, clip_latent_, magnitude_aware_sign, ste_heaviside, ste_sign
+from .quant import channel_scale, clip_latent_, magnitude_aware_sign, noisy_sign, ste_heaviside, ste_sign
 
 def param_shapes(cfg: CAConfig) -> dict[str, tuple[int, ...]]:
     """Tensor names in checkpoints (safetensors keys) and their shapes for a config."""
@@ -70,6 +70,8 @@ class CAModel(nn.Module):
         # Smooth stand-in for the binary activations during training (TrainConfig.sharpen_ramp):
         # tanh(act_beta * x); None (always, outside training) = the exact binary activation.
         self.act_beta: float | None = None
+        # Stochastic binary activations during training (TrainConfig.act_noise): (sigma, generator).
+        self.act_noise: tuple[float, torch.Generator | None] | None = None
         c, p, h = cfg.channels, cfg.perception, cfg.hidden
         self.perceive = nn.Conv2d(c, p, 3, padding=0)
         self.update1 = nn.Conv2d(p, h, 1)
@@ -126,6 +128,10 @@ class CAModel(nn.Module):
     def act(self, x: torch.Tensor) -> torch.Tensor:
         if not self.cfg.binary_activations:
             return F.relu(x)
+        if self.act_noise is not None:  # stochastic binarization (training only)
+            sigma, gen = self.act_noise
+            q = noisy_sign(x, sigma, gen)
+            return (q + 1.0) / 2.0 if self.cfg.binary_act == "heaviside" else q
         if self.act_beta is not None:  # activation sharpening (training only)
             t = torch.tanh(self.act_beta * x)
             return (1.0 + t) / 2.0 if self.cfg.binary_act == "heaviside" else t

@@ -21,6 +21,11 @@ Each quantizer is a forward map plus a pseudo-gradient for the backward pass.
     forward:   as ste_sign
     backward:  dq/dx = 2 (1 - |x|) if |x| <= 1 else 0
 
+``noisy_sign`` (training only; stochastic binary units)::
+
+    forward:   q(x) = sign(x + sigma n), n ~ Logistic(0, 1)     (P(q = +1) = sigmoid(x / sigma))
+    backward:  dq/dx = d/dx tanh(x / (2 sigma))                (the gradient of E[q])
+
 ``magnitude_aware_sign`` (Larq ``MagnitudeAwareSign``, for kernels; torch layout [out, in, kh, kw])::
 
     forward:   q(W)[o] = alpha_o * ste_sign(W[o]),   alpha_o = mean |W[o]|   (per output channel)
@@ -90,6 +95,29 @@ class _SteHeaviside(torch.autograd.Function):
 
 def ste_heaviside(x: torch.Tensor, clip_value: float | None = 1.0) -> torch.Tensor:
     return _SteHeaviside.apply(x, clip_value)
+
+
+class _NoisySign(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, noise: torch.Tensor, sigma: float) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.sigma = sigma
+        return torch.where(x + sigma * noise >= 0, torch.ones_like(x), -torch.ones_like(x))
+
+    @staticmethod
+    def backward(ctx, dy: torch.Tensor):
+        (x,) = ctx.saved_tensors
+        t = torch.tanh(x / (2.0 * ctx.sigma))
+        return dy * (1.0 - t * t) / (2.0 * ctx.sigma), None, None
+
+
+def noisy_sign(x: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Stochastic binarization (training): sign(x + sigma * n), n ~ Logistic(0, 1), so
+    P(+1) = sigmoid(x / sigma) and E[q] = tanh(x / (2 sigma)); the gradient is that expectation's,
+    (1 - tanh^2(x / (2 sigma))) / (2 sigma). A unit must keep |x| well above sigma to act
+    deterministically, which gives the deterministic sign (inference) a margin."""
+    u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype).clamp_(1e-6, 1 - 1e-6)
+    return _NoisySign.apply(x, torch.log(u) - torch.log1p(-u), sigma)
 
 
 def approx_sign(x: torch.Tensor) -> torch.Tensor:

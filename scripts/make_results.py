@@ -5,6 +5,10 @@
 Fragments are written by the commands they record:
 * docs/results/float/eval.{md,json,png}: `nca-edge eval float --out docs/results/float ...`
 * docs/results/bench_train.md:          `python scripts/bench_train.py --write docs/results/bench_train.md`
+* docs/results/export.md:               `python scripts/export_report.py --write docs/results/export.md`
+* docs/results/verify.md:               `python scripts/verify_report.py --write docs/results/verify.md`
+* docs/results/schedules.md:            `python scripts/schedules_report.py --write docs/results/schedules.md`
+* docs/results/bench.md:                `python scripts/bench_step.py --write docs/results/bench.md`
 """
 
 from __future__ import annotations
@@ -61,6 +65,15 @@ def main() -> None:
         "## Exported artifacts in their runtimes",
         "",
         fragment("export.md", "not measured yet"),
+        "## int8 exports vs the golden model (firmware_sim)",
+        "",
+        fragment("verify.md", "not measured yet"),
+        "## Update schedules on the integer simulator",
+        "",
+        fragment("schedules.md", "not measured yet"),
+        "## Step throughput",
+        "",
+        fragment("bench.md", "not measured yet"),
         "## Training throughput",
         "",
         fragment("bench_train.md", "not measured yet"),

@@ -8,7 +8,8 @@ One iteration (defaults in ``nca_edge.config.TrainConfig``)::
     kernels = mix * binary + (1 - mix) * latent, mix = min(1, iteration / binarize_ramp)
              (progressive binarization; binary from the start when binarize_ramp = 0)
     binary activations = tanh(beta x), beta = sharpen_beta ** (iteration / sharpen_ramp),
-             during the first sharpen_ramp iterations (ban/bnn; exact sign after)
+             during the first sharpen_ramp iterations (ban/bnn; exact sign after), or
+             sign(x + act_noise * logistic noise) with act_noise > 0 (stochastic binary units)
     for 20 steps:  x = ca_step(x, fire ~ Bernoulli(0.5), noise ~ N(0, 0.02))
     loss   = mean over samples of  mean over alive cells of  sum_k (x[class k] - onehot_k)^2
              (+ distill_weight * update-rule distillation, see TrainConfig.distill_from)
@@ -147,6 +148,7 @@ class Trainer:
         cfg, tc = self.cfg, self.tc
         self.model.binarize_mix = min(1.0, self.iteration / tc.binarize_ramp) if tc.binarize_ramp else 1.0
         self.model.act_beta = tc.act_beta(self.iteration)
+        self.model.act_noise = (tc.act_noise, self.dgen) if tc.act_noise > 0 else None
         idx, x, y = self._batch()
         plan = AliveCells(x[:, 0], cfg)
         hidden = plan.gather(x)
