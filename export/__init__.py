@@ -17,6 +17,8 @@ tflite-int8   .tflite    full-integer int8 (state included),    tflite-runtime 2
                          calibrated on CA trajectories          ai-edge-litert
 packed        .ncap      the tflite-int8 step's integer         firmware_sim (numpy),
                          parameters, binary kernels 1 bit each  the C firmware
+c             directory  C99 step + model constants, host       gcc (host), arm-none-eabi-gcc
+                         driver, Makefile, Cortex-M4 build      + qemu (Cortex-M4)
 ============  =========  ====================================  ==========================
 
 ``export_model`` writes one format, ``export_all`` every format a model supports plus
@@ -43,6 +45,7 @@ class Format:
     runtime: str  # the runtime the tests and `verify` run it in
     build: Callable  # (model, record dict, height, width, batch) -> bytes
     fixed_shape: bool = True
+    directory: bool = False  # the artifact is a directory of files (build returns {name: bytes})
 
 
 def _onnx(model, record: dict, height: int, width: int, batch: int) -> bytes:
@@ -76,6 +79,18 @@ def _packed(model, record: dict, height: int, width: int, batch: int) -> bytes:
     return packed_bytes(model, record, _tflite_int8(model, dict(record, format="tflite-int8"), 28, 28, 1))
 
 
+def _c(model, record: dict, height: int, width: int, batch: int) -> dict:
+    from firmware_sim import blob
+
+    from .c_export import c_files
+
+    data = _packed(model, dict(record, format="packed"), height, width, batch)
+    files = c_files(blob.loads(data)[0], model.cfg, source=f"{record['variant']} (checkpoint sha256 "
+                    f"{record['checkpoint_sha256'][:16]})")
+    files["model.ncap"] = data  # the same parameters for firmware_sim (`nca-edge verify DIR`)
+    return files
+
+
 FORMATS: dict[str, Format] = {
     f.name: f
     for f in [
@@ -83,6 +98,7 @@ FORMATS: dict[str, Format] = {
         Format("tflite", ".tflite", "litert", _tflite),
         Format("tflite-int8", ".tflite", "tflite-runtime", _tflite_int8),
         Format("packed", ".ncap", "firmware_sim", _packed, fixed_shape=False),
+        Format("c", "", "gcc", _c, fixed_shape=False, directory=True),
     ]
 }
 
@@ -90,10 +106,10 @@ FORMATS: dict[str, Format] = {
 def _check_supported(fmt: str, cfg) -> None:
     if fmt not in FORMATS:
         raise NCAEdgeError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    if fmt in ("tflite-int8", "packed") and cfg.binary_activations:
+    if fmt in ("tflite-int8", "packed", "c") and cfg.binary_activations:
         raise NCAEdgeError(f"format {fmt}: the {cfg.quant} variant's binary activations have no exact int8 "
                            "formulation in this exporter yet; use --format tflite or --format onnx")
-    if (fmt.startswith("tflite") or fmt == "packed") and cfg.state_frac_bits is not None:
+    if (fmt.startswith("tflite") or fmt in ("packed", "c")) and cfg.state_frac_bits is not None:
         raise NCAEdgeError(f"format {fmt}: the Larq mirror does not model an int8 fixed-point state "
                            "(state_frac_bits); use --format onnx")
 
@@ -142,21 +158,40 @@ def build(model_ref: str, fmt: str, height: int = 28, width: int = 28, batch: in
     return FORMATS[fmt].build(model, record, height, width, batch), record
 
 
-def _check_target(path: Path, force: bool) -> None:
+def _check_target(path: Path, force: bool, directory: bool = False) -> None:
     if path.exists() and not force:
         raise NCAEdgeError(f"{path} exists; pass --force to replace it")
-    if path.exists() and path.is_dir():
-        raise NCAEdgeError(f"{path} is a directory")
+    if path.exists() and path.is_dir() != directory:
+        raise NCAEdgeError(f"{path} is a directory" if not directory else f"{path} exists and is not a directory")
 
 
 def export_model(model_ref: str, fmt: str, out: str | Path, force: bool = False, height: int = 28, width: int = 28,
                  batch: int = 1) -> dict:
     """Write one artifact; returns its manifest entry."""
     out = Path(out)
-    _check_target(out, force)
+    _check_target(out, force, FORMATS[fmt].directory if fmt in FORMATS else False)
     data, record = build(model_ref, fmt, height, width, batch)
-    atomic_write_bytes(out, data)
+    _write(out, data, force)
     return manifest_entry(out, data, record)
+
+
+def _write(out: Path, data, force: bool) -> None:
+    from nca_edge.atomic import atomic_write_dir
+
+    if isinstance(data, dict):
+        atomic_write_dir(out, data, force=force)
+    else:
+        atomic_write_bytes(out, data)
+
+
+def _digest(data) -> tuple[int, str]:
+    """(bytes, SHA-256) of a file's bytes or of a directory's files (name, NUL, content; sorted)."""
+    if not isinstance(data, dict):
+        return len(data), hashlib.sha256(data).hexdigest()
+    h = hashlib.sha256()
+    for name in sorted(data):
+        h.update(name.encode() + b"\0" + data[name])
+    return sum(len(v) for v in data.values()), h.hexdigest()
 
 
 def manifest_entry(path: Path, data: bytes, record: dict) -> dict:
@@ -168,8 +203,8 @@ def manifest_entry(path: Path, data: bytes, record: dict) -> dict:
     return {
         "file": path.name,
         "format": record["format"],
-        "bytes": len(data),
-        "sha256": hashlib.sha256(data).hexdigest(),
+        "bytes": _digest(data)[0],
+        "sha256": _digest(data)[1],
         "variant": record["variant"],
         "weight_bits": wbits,
         "activation_bits": abits,
@@ -187,10 +222,10 @@ def io_spec(fmt: str, path: Path, cfg, record: dict) -> dict:
         def one(t):
             return {"name": t.name, "shape": list(t.shape), "dtype": t.type, "quantization": None}
         return {"inputs": [one(t) for t in s.get_inputs()], "outputs": [one(t) for t in s.get_outputs()]}
-    if fmt == "packed":
+    if fmt in ("packed", "c"):
         from firmware_sim import blob
 
-        step, _ = blob.load(path)
+        step, _ = blob.load(path / "model.ncap" if fmt == "c" else path)
         state = {"name": "state", "shape": ["H", "W", step.channels], "dtype": "int8",
                  "quantization": {"zero_point": step.state_zero}}
         return {"inputs": [state, {"name": "fire", "shape": ["H", "W"], "dtype": "bool", "quantization": None}],
@@ -210,7 +245,7 @@ def io_spec(fmt: str, path: Path, cfg, record: dict) -> dict:
 
 def artifact_name(stem: str, fmt: str) -> str:
     """File name inside an --all directory: bnn.onnx, bnn.tflite, bnn-int8.tflite, bnn-qdq.onnx, ..."""
-    tag = {"onnx": "", "tflite": "", "tflite-int8": "-int8", "onnx-qdq": "-qdq"}.get(fmt, "-" + fmt)
+    tag = {"onnx": "", "tflite": "", "tflite-int8": "-int8", "onnx-qdq": "-qdq", "c": "-c"}.get(fmt, "-" + fmt)
     return f"{stem}{tag}{FORMATS[fmt].suffix}"
 
 
@@ -229,8 +264,8 @@ def export_all(model_ref: str, out_dir: str | Path, force: bool = False, height:
         except NCAEdgeError:
             continue
         todo.append((fmt, out_dir / artifact_name(stem, fmt)))
-    for _, path in todo + [(None, out_dir / "manifest.json")]:
-        _check_target(path, force)
+    for fmt, path in todo + [(None, out_dir / "manifest.json")]:
+        _check_target(path, force, fmt is not None and FORMATS[fmt].directory)
     built = []
     for fmt, path in todo:  # build everything in memory first: a failure writes nothing
         if progress:
@@ -239,7 +274,7 @@ def export_all(model_ref: str, out_dir: str | Path, force: bool = False, height:
     out_dir.mkdir(parents=True, exist_ok=True)
     entries = []
     for path, data, record in built:
-        atomic_write_bytes(path, data)
+        _write(path, data, force)
         entries.append(manifest_entry(path, data, record))
     manifest = {"model": model_ref, "variant": stem, "grid": [height, width], "batch": batch, "artifacts": entries}
     atomic_write_bytes(out_dir / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())

@@ -313,7 +313,7 @@ def export_cmd(model, fmt, all_formats, out, force, grid, batch):
 
 
 @main.command("verify")
-@click.argument("artifact", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("artifact", type=click.Path(exists=True, path_type=Path))
 @click.option("--digits", type=click.IntRange(min=1), default=200, show_default=True, help="Test digits.")
 @click.option("--steps", type=click.IntRange(min=1), default=400, show_default=True, help="CA steps.")
 @click.option("--mutate-at", type=click.IntRange(min=0), default=200, show_default=True,
@@ -323,7 +323,10 @@ def export_cmd(model, fmt, all_formats, out, force, grid, batch):
 @click.option("--optimized", is_flag=True,
               help="Use the runtime's default (optimized, XNNPACK) kernels instead of its reference kernels: "
                    "measures how often they differ from the reference semantics.")
-def verify_cmd(artifact, digits, steps, mutate_at, mask_seed, runtime, optimized):
+@click.option("--target", type=click.Choice(["host", "m4"]), default="host", show_default=True,
+              help="C exports: build for this machine (cc) or a Cortex-M4 run under qemu-system-arm.")
+@click.option("--sanitize", is_flag=True, help="C exports, host: build with -fsanitize=address,undefined.")
+def verify_cmd(artifact, digits, steps, mutate_at, mask_seed, runtime, optimized, target, sanitize):
     """Run ARTIFACT in its runtime and firmware_sim side by side; exit 0 only when bit-exact.
 
     Both start from the same int8 state and get the same fire masks (firmware_sim.prng) and
@@ -333,8 +336,18 @@ def verify_cmd(artifact, digits, steps, mutate_at, mask_seed, runtime, optimized
     """
     from export.verify import verify_in_child
 
-    r = verify_in_child(artifact, runtime, not optimized, digits, steps, mutate_at or None, mask_seed)
-    click.echo(f"{artifact}: {r.meta['variant']} int8 in {runtime} ({r.kernels} kernels) vs firmware_sim: "
+    if artifact.is_dir():
+        from export.verify_c import verify_c
+
+        r = verify_c(artifact, digits, steps, mutate_at or None, mask_seed, target=target, sanitize=sanitize)
+        what = f"{r.meta['variant']} {r.runtime}"
+    elif artifact.suffix == ".ncap":
+        raise NCAEdgeError(f"{artifact}: a packed blob is firmware_sim's own input; verify the int8 .tflite it "
+                           "came from, or its C export (--format c)")
+    else:
+        r = verify_in_child(artifact, runtime, not optimized, digits, steps, mutate_at or None, mask_seed)
+        what = f"{r.meta['variant']} int8 in {runtime} ({r.kernels} kernels)"
+    click.echo(f"{artifact}: {what} vs firmware_sim: "
                f"{r.digits} digits x {r.steps} steps, {r.values_compared:,} values (steps x cells x channels) compared")
     if r.bit_exact:
         click.echo("bit-exact")

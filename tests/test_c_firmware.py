@@ -1,0 +1,83 @@
+"""The C export is bit-exact with firmware_sim: on the host (-O2, and with sanitizers) and on an
+emulated Cortex-M4 (qemu-system-arm, mps2-an386).
+
+CI-sized here; the full run (100 digits x 400 steps per variant) is
+`nca-edge verify DIR --digits 100` (docs/firmware.md, scripts/firmware_report.py).
+"""
+
+import re
+
+import pytest
+from click.testing import CliRunner
+
+from export import export_model
+from export.verify_c import toolchain_missing, verify_c
+from nca_edge.cli import main
+
+VARIANTS = ["float", "bwn"]
+
+
+@pytest.fixture(scope="module")
+def c_dirs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("c")
+    dirs = {}
+    for v in VARIANTS:
+        dirs[v] = out / v
+        export_model(v, "c", dirs[v])
+    return dirs
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_host_c_is_bit_exact_for_400_steps_with_mutation(c_dirs, variant):
+    if toolchain_missing("host"):
+        pytest.skip(f"no host compiler: {toolchain_missing('host')}")
+    r = verify_c(c_dirs[variant], digits=6, steps=400, mutate_at=200)
+    assert r.values_compared == 6 * 400 * 28 * 28 * 20
+    assert r.bit_exact, r.first
+
+
+def test_host_c_is_clean_under_address_and_undefined_behaviour_sanitizers(c_dirs):
+    if toolchain_missing("host"):
+        pytest.skip(f"no host compiler: {toolchain_missing('host')}")
+    r = verify_c(c_dirs["bwn"], digits=2, steps=60, mutate_at=30, sanitize=True)
+    assert r.bit_exact, r.first
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_cortex_m4_build_under_qemu_is_bit_exact(c_dirs, variant):
+    missing = toolchain_missing("m4")
+    if missing:
+        pytest.skip(f"Cortex-M toolchain absent ({missing}); .ci/run installs gcc-arm-none-eabi, "
+                    "libnewlib-arm-none-eabi and qemu-system-arm")
+    r = verify_c(c_dirs[variant], digits=2, steps=400, mutate_at=200, target="m4")
+    assert r.bit_exact, r.first
+
+
+def test_generated_step_uses_no_heap_no_float_and_only_stdint_string(c_dirs):
+    src = (c_dirs["bwn"] / "nca_step.c").read_text() + (c_dirs["bwn"] / "nca_step.h").read_text()
+    code = re.sub(r"/\*.*?\*/", "", src, flags=re.S)
+    assert set(re.findall(r"#include <([^>]+)>", code)) == {"stdint.h", "string.h"}
+    for banned in ("malloc", "free(", "float", "double"):
+        assert banned not in code, banned
+
+
+def test_verify_reports_a_wrong_constant_with_its_first_mismatch(c_dirs, tmp_path):
+    if toolchain_missing("host"):
+        pytest.skip("no host compiler")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for f in c_dirs["float"].iterdir():
+        (bad / f.name).write_bytes(f.read_bytes())
+    header = (bad / "nca_model.h").read_text()
+    # the last layer's first bias, off by a lot: every firing cell's channel 1 moves
+    header = re.sub(r"(static const int32_t nca_b2\[19\] = \{\n    )(-?\d+)", lambda m: m.group(1) + str(int(m.group(2)) + 50000),
+                    header, count=1)
+    (bad / "nca_model.h").write_text(header)
+    res = CliRunner().invoke(main, ["verify", str(bad), "--digits", "1", "--steps", "5"])
+    assert res.exit_code == 1, res.output
+    assert "first mismatch: step 0" in res.output and "channel 1:" in res.output
+
+
+def test_c_export_refuses_what_it_cannot_build(tmp_path):
+    res = CliRunner().invoke(main, ["verify", str(tmp_path), "--digits", "1", "--steps", "1"])
+    assert res.exit_code == 1 and "not a C export" in res.output
