@@ -90,6 +90,9 @@ def dataset_options(f):
 @click.option("--learned-scale", is_flag=True, help="bwn/bnn: train each binary kernel's per-channel scale.")
 @click.option("--real-weights", default="", metavar="LAYER[,LAYER]",
               help="bwn/bnn: keep these layers' kernels real (int8 on a device): perceive, update1, update2.")
+@click.option("--depthwise", is_flag=True,
+              help="Depthwise 3x3 perception (perception/channels filters per state channel); binary variants "
+                   "need --real-weights perceive,...")
 @click.option("--binarize-ramp", type=click.IntRange(min=0), default=0, show_default=True,
               help="bwn/bnn: blend latent and binary kernels, binary share rising 0 -> 1 over the first N iterations.")
 @click.option("--sharpen-ramp", type=click.IntRange(min=0), default=0, show_default=True,
@@ -106,7 +109,7 @@ def dataset_options(f):
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @dataset_options
 def train(quant, iterations, seed, out_dir, resume, device, batch_size, steps, lr, lr_boundaries, checkpoint_every, subset,
-          binary_input, binary_act, fresh_warmup, learned_scale, real_weights, binarize_ramp, sharpen_ramp, sharpen_beta, act_noise, init_from, state_frac_bits, distill_from, distill_weight, no_progress, dataset, data_dir):
+          binary_input, binary_act, fresh_warmup, learned_scale, real_weights, depthwise, binarize_ramp, sharpen_ramp, sharpen_beta, act_noise, init_from, state_frac_bits, distill_from, distill_weight, no_progress, dataset, data_dir):
     """Train the CA with the article's recipe (pool, mutation, residual noise, L2 loss)."""
     if learned_scale and quant not in ("bwn", "bnn"):
         raise NCAEdgeError(f"--learned-scale needs --quant bwn or bnn (got {quant})")
@@ -137,8 +140,12 @@ def train(quant, iterations, seed, out_dir, resume, device, batch_size, steps, l
                      fresh_warmup=fresh_warmup, binarize_ramp=binarize_ramp, sharpen_ramp=sharpen_ramp, sharpen_beta=sharpen_beta, act_noise=act_noise, distill_from=distill_from, distill_weight=distill_weight if distill_from else 0.0,
                      pool_size=max(TrainConfig.pool_size, batch_size),
                      n_fresh=min(TrainConfig.n_fresh, batch_size // 4), n_mutate=min(TrainConfig.n_mutate, batch_size // 4))
-    config = Config(ca=CAConfig(quant=quant, binary_input=binary_input, binary_act=binary_act, learned_scale=learned_scale,
-                                    state_frac_bits=state_frac_bits, real_weights=real), train=tc)
+    try:
+        config = Config(ca=CAConfig(quant=quant, binary_input=binary_input, binary_act=binary_act,
+                                    learned_scale=learned_scale, state_frac_bits=state_frac_bits, real_weights=real,
+                                    depthwise=depthwise), train=tc)
+    except ValueError as e:
+        raise NCAEdgeError(str(e)) from None
     trainer = run_training(config, digits, out_dir, device=device, resume=resume, progress=not no_progress)
     click.echo(f"saved {out_dir / 'model.safetensors'} after {trainer.iteration} iterations "
                f"({trainer.elapsed / 60:.1f} min of training)")

@@ -56,6 +56,10 @@ class CAConfig:
     # bwn/bnn: layers (of LAYERS) whose kernels stay real-valued (int8 on a device) instead of binary,
     # the usual first/last-layer exception of binary networks; () = every kernel binary.
     real_weights: tuple[str, ...] = ()
+    # Depthwise perception: the 3x3 conv filters each state channel separately, perception /
+    # channels filters per channel (as the growing-NCA perception, seed 001), 9 P weights
+    # instead of 9 C P. Binary variants keep it real (it must be in real_weights).
+    depthwise: bool = False
 
     def __post_init__(self) -> None:
         if self.quant not in QUANT_VARIANTS:
@@ -74,6 +78,10 @@ class CAConfig:
             raise ValueError(f"real_weights must name distinct layers of {LAYERS}, not {self.real_weights!r}")
         if self.real_weights and not self.binary_weights:
             raise ValueError("real_weights needs a variant with binary weights (bwn, bnn)")
+        if self.depthwise and self.perception % self.channels:
+            raise ValueError("depthwise perception needs perception to be a multiple of channels")
+        if self.depthwise and self.binary_weights and "perceive" not in self.real_weights:
+            raise ValueError("a depthwise perception stays real: add perceive to real_weights")
         if not 0.0 < self.fire_rate <= 1.0:
             raise ValueError("fire_rate must be in (0, 1]")
 
@@ -96,7 +104,7 @@ class CAConfig:
 
     def param_count(self) -> int:
         c, p, h = self.channels, self.perception, self.hidden
-        n = (9 * c * p + p) + (p * h + h) + (h * (c - 1) + (c - 1)) + (c if self.binary_input else 0)
+        n = (9 * (1 if self.depthwise else c) * p + p) + (p * h + h) + (h * (c - 1) + (c - 1)) + (c if self.binary_input else 0)
         if self.learned_scale:
             n += sum(out for name, out in zip(LAYERS, (p, h, c - 1)) if self.binary_kernel(name))
         return n

@@ -156,6 +156,8 @@ def _layers():
 def load_torch_weights(keras_model, torch_model) -> None:
     """Copy a CAModel's parameters into the mirror (conv kernels OIHW -> HWIO)."""
     sd = {k: v.detach().cpu().numpy() for k, v in torch_model.state_dict().items()}
+    if torch_model.cfg.depthwise:  # the mirror's perception is dense: the depthwise kernel, expanded
+        sd["perceive.weight"] = torch_model.dense_perceive_weight().detach().cpu().numpy()
     for name in ("perceive", "update1", "update2"):
         kernel = np.transpose(sd[f"{name}.weight"], (2, 3, 1, 0))
         if torch_model.cfg.learned_scale and torch_model.cfg.binary_kernel(name):

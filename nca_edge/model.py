@@ -46,7 +46,7 @@ def param_shapes(cfg: CAConfig) -> dict[str, tuple[int, ...]]:
     """Tensor names in checkpoints (safetensors keys) and their shapes for a config."""
     c, p, h = cfg.channels, cfg.perception, cfg.hidden
     shapes = {
-        "perceive.weight": (p, c, 3, 3),
+        "perceive.weight": (p, 1 if cfg.depthwise else c, 3, 3),
         "perceive.bias": (p,),
         "update1.weight": (h, p, 1, 1),
         "update1.bias": (h,),
@@ -73,7 +73,7 @@ class CAModel(nn.Module):
         # Stochastic binary activations during training (TrainConfig.act_noise): (sigma, generator).
         self.act_noise: tuple[float, torch.Generator | None] | None = None
         c, p, h = cfg.channels, cfg.perception, cfg.hidden
-        self.perceive = nn.Conv2d(c, p, 3, padding=0)
+        self.perceive = nn.Conv2d(c, p, 3, padding=0, groups=c if cfg.depthwise else 1)
         self.update1 = nn.Conv2d(p, h, 1)
         self.update2 = nn.Conv2d(h, c - 1, 1)
         # Keras defaults, as in the article's notebook: glorot-uniform kernels, zero biases;
@@ -114,7 +114,19 @@ class CAModel(nn.Module):
         """The kernels the step uses: real, or binary (+-alpha_o per output channel)."""
         return tuple(self._kernel(name, conv) for name, conv in zip(LAYERS, self.convs()))
 
+    def dense_perceive_weight(self) -> torch.Tensor:
+        """The perception kernel as a dense [P, C, 3, 3] tensor (a depthwise one expanded with zeros:
+        output o reads channel o // (P / C) only), so every layout and exporter sees one shape."""
+        w = self.perceive.weight
+        if not self.cfg.depthwise:
+            return w
+        p, c = self.cfg.perception, self.cfg.channels
+        mask = (torch.arange(c, device=w.device)[None, :] == (torch.arange(p, device=w.device) // (p // c))[:, None])
+        return w.expand(p, c, 3, 3) * mask[:, :, None, None].to(w.dtype)
+
     def _kernel(self, name: str, conv: nn.Conv2d) -> torch.Tensor:
+        if name == "perceive" and self.cfg.depthwise:
+            return self.dense_perceive_weight()  # real (CAConfig enforces it)
         if not self.cfg.binary_kernel(name):
             return conv.weight
         if self.cfg.learned_scale:

@@ -42,7 +42,7 @@ class TensorSpec:
 
 def tensor_table(cfg: CAConfig) -> list[TensorSpec]:
     c, p, h = cfg.channels, cfg.perception, cfg.hidden
-    layers = [("perceive", (p, c, 3, 3)), ("update1", (h, p, 1, 1)), ("update2", (c - 1, h, 1, 1))]
+    layers = [("perceive", (p, 1 if cfg.depthwise else c, 3, 3)), ("update1", (h, p, 1, 1)), ("update2", (c - 1, h, 1, 1))]
     binary_out = {"perceive": cfg.binary_activations, "update1": cfg.binary_activations, "update2": False}
     rows: list[TensorSpec] = []
     state_bits = 32 if cfg.state_frac_bits is None else 8
