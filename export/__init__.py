@@ -79,6 +79,21 @@ def _packed(model, record: dict, height: int, width: int, batch: int) -> bytes:
     return packed_bytes(model, record, _tflite_int8(model, dict(record, format="tflite-int8"), 28, 28, 1))
 
 
+def _onnx_qdq(model, record: dict, height: int, width: int, batch: int) -> bytes:
+    from nca_edge.larq_mirror import quiet_stderr
+
+    from .int8_graph import quantization
+    from .onnx_qdq import onnx_qdq_bytes
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    data = _tflite_int8(model, dict(record, format="tflite-int8"), 28, 28, 1)
+    with quiet_stderr():
+        it = Interpreter(model_content=data)
+        it.allocate_tensors()
+    return onnx_qdq_bytes(quantization(it), model.cfg, json.dumps(record, sort_keys=True))
+
+
 def _c(model, record: dict, height: int, width: int, batch: int) -> dict:
     from firmware_sim import blob
 
@@ -97,6 +112,7 @@ FORMATS: dict[str, Format] = {
         Format("onnx", ".onnx", "onnxruntime", _onnx, fixed_shape=False),
         Format("tflite", ".tflite", "litert", _tflite),
         Format("tflite-int8", ".tflite", "tflite-runtime", _tflite_int8),
+        Format("onnx-qdq", ".onnx", "onnxruntime", _onnx_qdq, fixed_shape=False),
         Format("packed", ".ncap", "firmware_sim", _packed, fixed_shape=False),
         Format("c", "", "gcc", _c, fixed_shape=False, directory=True),
     ]
@@ -106,10 +122,10 @@ FORMATS: dict[str, Format] = {
 def _check_supported(fmt: str, cfg) -> None:
     if fmt not in FORMATS:
         raise NCAEdgeError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    if fmt in ("tflite-int8", "packed", "c") and cfg.binary_activations:
+    if fmt in ("tflite-int8", "onnx-qdq", "packed", "c") and cfg.binary_activations:
         raise NCAEdgeError(f"format {fmt}: the {cfg.quant} variant's binary activations have no exact int8 "
                            "formulation in this exporter yet; use --format tflite or --format onnx")
-    if (fmt.startswith("tflite") or fmt in ("packed", "c")) and cfg.state_frac_bits is not None:
+    if (fmt.startswith("tflite") or fmt in ("onnx-qdq", "packed", "c")) and cfg.state_frac_bits is not None:
         raise NCAEdgeError(f"format {fmt}: the Larq mirror does not model an int8 fixed-point state "
                            "(state_frac_bits); use --format onnx")
 
@@ -215,7 +231,7 @@ def manifest_entry(path: Path, data: bytes, record: dict) -> dict:
 
 def io_spec(fmt: str, path: Path, cfg, record: dict) -> dict:
     """Inputs/outputs with shapes, dtypes and quantization, read back from the file's runtime."""
-    if fmt == "onnx":
+    if fmt in ("onnx", "onnx-qdq"):
         import onnxruntime as ort
 
         s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

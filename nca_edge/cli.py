@@ -254,11 +254,17 @@ def eval_cmd(model, digits, steps, mutate_at, mask_seed, out_dir, device, batch_
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write a size-vs-accuracy (Pareto) PNG here.")
 @click.option("--verbose", "-v", is_flag=True, help="Also list every tensor's bit width and storage.")
+@click.option("--no-export-sizes", is_flag=True, help="Leave out the sizes of the exported files (no exports built).")
 @click.option("--no-progress", is_flag=True)
 @dataset_options
-def compare(models, fmt, digits, mask_seed, plot_path, verbose, no_progress, dataset, data_dir):
-    """Model size vs accuracy table. MODELS: checkpoints or shipped names (default: all shipped)."""
-    from .compare import add_larq_sizes, compare_rows, default_models, plot, render
+def compare(models, fmt, digits, mask_seed, plot_path, verbose, no_progress, no_export_sizes, dataset, data_dir):
+    """Model size vs accuracy table. MODELS: checkpoints or shipped names (default: all shipped).
+
+    Besides the computed sizes, the table has the sizes of the real exported files (onnx_bytes,
+    tflite_bytes, tflite_int8_bytes, lce_bytes, packed_file_bytes; "–" where a variant has no such
+    export), built once per checkpoint and cached; --no-export-sizes leaves them out.
+    """
+    from .compare import add_export_sizes, add_larq_sizes, compare_rows, default_models, plot, render
     from .data import load_digits
 
     names = list(models) or default_models()
@@ -267,6 +273,8 @@ def compare(models, fmt, digits, mask_seed, plot_path, verbose, no_progress, dat
     data = load_digits(dataset, data_dir)
     rows = compare_rows(names, data, digits, mask_seed=mask_seed, progress=not no_progress,
                         log=lambda m: click.echo(m, err=True))
+    if not no_export_sizes:
+        add_export_sizes(rows, log=lambda m: click.echo(m, err=True))
     if verbose and fmt in ("table", "markdown"):
         add_larq_sizes(rows)
     click.echo(render(rows, fmt, verbose=verbose))

@@ -20,6 +20,9 @@ from .size import bit_widths, float32_bytes, kernel_bits, packed_bytes, tensor_t
 
 COLUMNS = ["variant", "weight_bits", "kernel_bits", "activation_bits", "params", "packed_bytes", "float32_bytes",
            "accuracy_200", "agreement_200", "accuracy_400", "agreement_400"]
+# Sizes of real exported files (``add_export_sizes``); None where a variant has no such export.
+EXPORT_COLUMNS = {"onnx_bytes": "onnx", "tflite_bytes": "tflite", "tflite_int8_bytes": "tflite-int8",
+                  "lce_bytes": "lce", "packed_file_bytes": "packed"}
 VARIANT_ORDER = ["float", "bwn", "ban", "bnn"]
 
 
@@ -60,6 +63,47 @@ def compare_rows(models: list[str], digits, n_digits: int, mask_seed: int = 0, s
     return rows
 
 
+def add_export_sizes(rows: list[dict], log=lambda msg: None) -> None:
+    """Build every export format of each row's model (28x28, batch 1) and record its size in bytes.
+
+    ``packed_file_bytes`` is the whole .ncap file (header, directory, artifact record, CRC);
+    ``packed_bytes`` stays the weights and per-channel constants alone. Sizes are cached per
+    checkpoint SHA-256, format and nca-edge version in the cache directory (export_sizes.json).
+    """
+    import hashlib
+
+    from . import __version__
+    from .atomic import atomic_write_bytes
+    from .checkpoint import checkpoint_paths
+    from .data import cache_dir
+
+    import export
+
+    cache_file = cache_dir() / "export_sizes.json"
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    for r in rows:
+        weights = checkpoint_paths(resolve_model(r["model"]))[0]
+        digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+        ok = set(export.supported_formats(r["model"]))
+        for col, fmt in EXPORT_COLUMNS.items():
+            key = f"{digest}:{fmt}:{__version__}"
+            if fmt not in ok or fmt not in export.FORMATS:
+                r[col] = None
+                continue
+            if key not in cache:
+                log(f"exporting {r['model']} as {fmt} to measure its size")
+                data, _ = export.build(r["model"], fmt)
+                cache[key] = export._digest(data)[0]
+            r[col] = cache[key]
+    try:
+        atomic_write_bytes(cache_file, (json.dumps(cache, indent=1) + "\n").encode())
+    except OSError:
+        pass  # a read-only cache only costs time
+
+
 def add_larq_sizes(rows: list[dict]) -> None:
     """Attach larq.models.summary's model size to each row (needs TensorFlow + Larq)."""
     from .config import CAConfig
@@ -79,12 +123,13 @@ def _public(row: dict) -> dict:
 
 
 def render(rows: list[dict], fmt: str, verbose: bool = False) -> str:
-    cols = ["model", *COLUMNS]
+    cols = ["model", *COLUMNS] + [c for c in EXPORT_COLUMNS if rows and c in rows[0]]
     if fmt == "json":
         return json.dumps([_public(r) for r in rows], indent=1)
     if fmt == "csv":
         buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=cols + ["digits", "metrics", "iterations"], lineterminator="\n")
+        w = csv.DictWriter(buf, fieldnames=cols + ["digits", "metrics", "iterations"], lineterminator="\n",
+                           extrasaction="ignore")
         w.writeheader()
         for r in rows:
             w.writerow(_public(r))

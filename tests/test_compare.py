@@ -57,7 +57,7 @@ def test_every_format_has_the_schema_and_eval_numbers(shipped_copy, tmp_path):
     from nca_edge.data import load_digits
     from nca_edge.evaluate import evaluate
 
-    common = [str(shipped_copy), "--digits", "4", "--no-progress"]
+    common = [str(shipped_copy), "--digits", "4", "--no-progress", "--no-export-sizes"]
     rows = json.loads(_run("compare", *common, "--format", "json").stdout)
     assert len(rows) == 1 and all(k in rows[0] for k in KEYS)
     model, _, _ = load_checkpoint(shipped_copy)
@@ -79,6 +79,18 @@ def test_recorded_metrics_from_eval_are_reused_and_equal(shipped_copy, tmp_path)
     args = ["--digits", "3", "--no-progress"]
     assert _run("eval", str(shipped_copy), *args, "--save-metrics", "--out", str(tmp_path / "e")).exit_code == 0
     evald = json.loads((tmp_path / "e" / "eval.json").read_text())["summary"]
-    row = json.loads(_run("compare", str(shipped_copy), *args, "--format", "json").stdout)[0]
+    row = json.loads(_run("compare", str(shipped_copy), *args, "--no-export-sizes", "--format", "json").stdout)[0]
     assert row["metrics"] == "recorded"
     assert row["accuracy_200"] == evald["accuracy_200"] and row["agreement_400"] == evald["agreement_400"]
+
+
+def test_export_size_columns_are_the_sizes_of_real_exported_files(shipped_copy, tmp_path, monkeypatch):
+    import export
+
+    monkeypatch.setenv("NCA_EDGE_CACHE", str(tmp_path / "cache"))
+    row = json.loads(_run("compare", str(shipped_copy), "--digits", "1", "--no-progress", "--format", "json").stdout)[0]
+    assert row["onnx_bytes"] == len(export.build(str(shipped_copy), "onnx")[0])
+    assert row["packed_file_bytes"] == len(export.build(str(shipped_copy), "packed")[0])
+    assert row["tflite_bytes"] > 0 and row["tflite_int8_bytes"] > 0
+    assert row["lce_bytes"] is None  # no lce export for a float model (and none yet at all)
+    assert (tmp_path / "cache" / "export_sizes.json").is_file()

@@ -114,18 +114,28 @@ def test_all_writes_every_format_and_a_manifest_that_describes_the_files(float_e
     out, manifest = float_exports
     on_disk = json.loads((out / "manifest.json").read_text())
     assert on_disk == manifest
-    assert {e["format"] for e in manifest["artifacts"]} == {"onnx", "tflite", "tflite-int8"}
+    assert {e["format"] for e in manifest["artifacts"]} == {"onnx", "tflite", "tflite-int8", "onnx-qdq", "packed", "c"}
     for e in manifest["artifacts"]:
-        data = (out / e["file"]).read_bytes()
-        assert e["bytes"] == len(data) and e["sha256"] == hashlib.sha256(data).hexdigest()
+        path = out / e["file"]
+        if path.is_dir():  # the C export: size and SHA-256 over its files (name, NUL, content; sorted)
+            h = hashlib.sha256()
+            files = sorted(path.iterdir())
+            for f in files:
+                h.update(f.name.encode() + b"\0" + f.read_bytes())
+            assert e["bytes"] == sum(f.stat().st_size for f in files) and e["sha256"] == h.hexdigest()
+            path = path / "model.ncap"
+        else:
+            data = path.read_bytes()
+            assert e["bytes"] == len(data) and e["sha256"] == hashlib.sha256(data).hexdigest()
         assert e["variant"] == "float" and (e["weight_bits"], e["activation_bits"]) == (32, 32)
         shapes = {i["name"]: i["shape"] for i in e["io"]["inputs"]}
         assert any("state" in n for n in shapes) and any("fire" in n for n in shapes)
-        record = artifact_config(out / e["file"])
+        record = artifact_config(path)
         assert record["variant"] == "float" and record["config"]["ca"]["channels"] == 20
     tfl = next(e for e in manifest["artifacts"] if e["format"] == "tflite")
     assert sorted(i["shape"] for i in tfl["io"]["inputs"]) == [[N_DIGITS, 28, 28, 1], [N_DIGITS, 28, 28, 20]]
-    assert sorted(p.name for p in out.iterdir()) == ["float-int8.tflite", "float.onnx", "float.tflite", "manifest.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["float-c", "float-int8.tflite", "float-packed.ncap", "float-qdq.onnx",
+                                                     "float.onnx", "float.tflite", "manifest.json"]
 
 
 def test_tflite_grid_and_batch_are_export_parameters(tmp_path):
@@ -221,3 +231,32 @@ def test_int8_accuracy_and_agreement_within_one_point_of_the_fake_quant_model(ru
     acc, agr = got["accuracy"][INT8_STEPS - 1], got["agreement"][INT8_STEPS - 1]
     assert abs(acc - ref.accuracy[INT8_STEPS - 1]) <= 1.0 and abs(agr - ref.agreement[INT8_STEPS - 1]) <= 1.0, (
         f"{runtime}: {acc:.2f}/{agr:.2f} vs fake-quant {ref.accuracy[INT8_STEPS - 1]:.2f}/{ref.agreement[INT8_STEPS - 1]:.2f}")
+
+
+@pytest.fixture(scope="module")
+def fake_quant_float(float_int8, digits):
+    from export.fakequant import FakeQuantRunner
+
+    model, config, _ = load_checkpoint(resolve_model("float"))
+    return run_protocol(FakeQuantRunner(model, float_int8), digits.test_x[:INT8_DIGITS], digits.test_y[:INT8_DIGITS],
+                        config.ca.__dict__, steps=INT8_STEPS, mutate_at=None)
+
+
+def test_onnx_qdq_is_checker_clean_int8_and_within_one_point_of_the_fake_quant_model(tmp_path, digits, fake_quant_float):
+    import onnx
+
+    path = tmp_path / "float-qdq.onnx"
+    export_model("float", "onnx-qdq", path)
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto, full_check=True)
+    ops = {n.op_type for n in proto.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops and "Sign" not in ops
+    kernels = [i for i in proto.graph.initializer if i.name in ("w1.q", "w2.q", "w3.q")]
+    assert len(kernels) == 3 and all(k.data_type == onnx.TensorProto.INT8 for k in kernels)
+    _, config, _ = load_checkpoint(resolve_model("float"))
+    got = run_protocol(OnnxRunner(path), digits.test_x[:INT8_DIGITS], digits.test_y[:INT8_DIGITS], config.ca.__dict__,
+                       steps=INT8_STEPS, mutate_at=None)
+    ref = fake_quant_float
+    acc, agr = got.accuracy[INT8_STEPS - 1], got.agreement[INT8_STEPS - 1]
+    assert abs(acc - ref.accuracy[INT8_STEPS - 1]) <= 1.0 and abs(agr - ref.agreement[INT8_STEPS - 1]) <= 1.0, (
+        f"onnx-qdq: {acc:.2f}/{agr:.2f} vs fake-quant {ref.accuracy[INT8_STEPS - 1]:.2f}/{ref.agreement[INT8_STEPS - 1]:.2f}")
