@@ -6,7 +6,7 @@ For each model: `nca-edge export MODEL --all` (batch 50, 28x28) into out/export/
 * float formats (onnx in onnxruntime, tflite in tflite-runtime 2.14 and ai-edge-litert):
   share of alive-cell labels equal to PyTorch's over 100 steps on the first 100 test digits
   (same masks), and accuracy/agreement at step 100;
-* tflite-int8 (tflite-runtime 2.14 and ai-edge-litert): accuracy and agreement at step 200 on
+* tflite-int8 (tflite-runtime 2.14 and ai-edge-litert) and onnx-qdq (onnxruntime): accuracy and agreement at step 200 on
   the first --digits test digits, next to the PyTorch fake-quant model's (export/fakequant.py).
 The table goes to --write (a docs/results fragment) and its JSON beside it.
 """
@@ -63,10 +63,10 @@ def main() -> None:
         int8 = out / files["tflite-int8"]["file"]
         fq = run_protocol(FakeQuantRunner(model, int8), d.test_x[: a.digits], d.test_y[: a.digits], ca, steps=200,
                           mutate_at=None)
-        for runtime in ("tflite-runtime", "litert"):
+        for fmt, runtime in (("tflite-int8", "tflite-runtime"), ("tflite-int8", "litert"), ("onnx-qdq", "onnxruntime")):
             t = time.time()
-            got = run_in_child(int8, runtime, digits=a.digits, steps=200, mutate_at=0)
-            rows.append({"model": name, "format": "tflite-int8", "runtime": runtime, "bytes": files["tflite-int8"]["bytes"],
+            got = run_in_child(out / files[fmt]["file"], runtime, digits=a.digits, steps=200, mutate_at=0)
+            rows.append({"model": name, "format": fmt, "runtime": runtime, "bytes": files[fmt]["bytes"],
                          "check": f"vs fake-quant model ({a.digits} digits, step 200)", "value": None,
                          "accuracy": round(float(got["accuracy"][199]), 2), "agreement": round(float(got["agreement"][199]), 2),
                          "ref_accuracy": round(float(fq.accuracy[199]), 2), "ref_agreement": round(float(fq.agreement[199]), 2),
