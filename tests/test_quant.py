@@ -1,5 +1,6 @@
 """Quantizers on hand-made tensors (Larq semantics), per-channel scales, and the variants' models."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -184,3 +185,57 @@ def test_learned_scales_receive_gradients_and_start_at_mean_abs(digit_pixels):
         m.update2.scale.fill_(-1.0)
     m.clip_latent_weights()
     assert m.update2.scale.min() > 0
+
+
+def test_noisy_sign_is_binary_with_the_logistic_probability_and_the_expectations_gradient():
+    from nca_edge.quant import noisy_sign
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.tensor([-0.2, 0.0, 0.1, 0.3]).repeat(20000, 1).requires_grad_(True)
+    q = noisy_sign(x, 0.1, g)
+    assert set(q.unique().tolist()) == {-1.0, 1.0}
+    p_plus = (q > 0).float().mean(0)
+    np.testing.assert_allclose(p_plus.numpy(), torch.sigmoid(x[0].detach() / 0.1).numpy(), atol=0.02)
+    q.sum().backward()
+    t = torch.tanh(x[0].detach() / 0.2)
+    np.testing.assert_allclose(x.grad[0].numpy(), ((1 - t * t) / 0.2).numpy(), rtol=1e-5)
+
+
+def test_act_noise_and_sharpening_are_training_only(digit_pixels):
+    from nca_edge.ca import seed_state
+
+    torch.manual_seed(0)
+    m = CAModel(CAConfig(quant="ban"))
+    torch.nn.init.normal_(m.update2.weight, std=0.2)  # the real init starts the last layer at zero
+    s = seed_state(digit_pixels, m.cfg)
+    exact = m(s)
+    m.act_noise = (0.1, torch.Generator().manual_seed(1))
+    assert not torch.equal(m(s), exact)  # noise changes the forward pass in training ...
+    m.act_noise = None
+    m.act_beta = 2.0
+    smooth = m(s)
+    assert not torch.equal(smooth, exact)
+    m.act_beta = None
+    assert torch.equal(m(s), exact)  # ... and the default (inference) is the exact sign
+    from nca_edge.config import TrainConfig
+
+    tc = TrainConfig(sharpen_ramp=100, sharpen_beta=100.0)
+    assert tc.act_beta(0) == 1.0 and tc.act_beta(50) == pytest.approx(10.0) and tc.act_beta(100) is None
+
+
+def test_depthwise_perception_equals_a_grouped_conv_and_counts_9p_weights(digit_pixels):
+    import torch.nn.functional as F
+
+    from nca_edge.ca import seed_state
+
+    cfg = CAConfig(depthwise=True)
+    torch.manual_seed(0)
+    m = CAModel(cfg)
+    s = seed_state(digit_pixels, cfg)
+    s[:, 1:] = torch.randn_like(s[:, 1:])
+    dense = F.conv2d(F.pad(s, (1, 1, 1, 1)), m.dense_perceive_weight(), m.perceive.bias)
+    grouped = F.conv2d(F.pad(s, (1, 1, 1, 1)), m.perceive.weight, m.perceive.bias, groups=cfg.channels)
+    torch.testing.assert_close(dense, grouped)
+    assert cfg.param_count() == CAConfig().param_count() - 9 * 20 * 80 + 9 * 80
+    with pytest.raises(ValueError, match="perceive to real_weights"):
+        CAConfig(quant="bnn", depthwise=True)
