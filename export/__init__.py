@@ -17,6 +17,10 @@ tflite-int8   .tflite    full-integer int8 (state included),    tflite-runtime 2
                          calibrated on CA trajectories          ai-edge-litert
 packed        .ncap      the tflite-int8 step's integer         firmware_sim (numpy),
                          parameters, binary kernels 1 bit each  the C firmware
+onnx-qdq      .onnx      int8 Q/DQ graph of the tflite-int8     onnxruntime
+                         step (same scales, int8 kernels)
+lce           .tflite    Larq Compute Engine flatbuffer         LCE's interpreter
+                         (bitpacked binary layers; ban/bnn)
 c             directory  C99 step + model constants, host       gcc (host), arm-none-eabi-gcc
                          driver, Makefile, Cortex-M4 build      + qemu (Cortex-M4)
 ============  =========  ====================================  ==========================
@@ -79,6 +83,14 @@ def _packed(model, record: dict, height: int, width: int, batch: int) -> bytes:
     return packed_bytes(model, record, _tflite_int8(model, dict(record, format="tflite-int8"), 28, 28, 1))
 
 
+def _lce(model, record: dict, height: int, width: int, batch: int) -> bytes:
+    from .artifact import encode_record
+    from .lce_export import lce_bytes
+    from .tflite_export import with_record
+
+    return with_record(lce_bytes(model, height, width, batch), encode_record(record))
+
+
 def _onnx_qdq(model, record: dict, height: int, width: int, batch: int) -> bytes:
     from nca_edge.larq_mirror import quiet_stderr
 
@@ -113,6 +125,7 @@ FORMATS: dict[str, Format] = {
         Format("tflite", ".tflite", "litert", _tflite),
         Format("tflite-int8", ".tflite", "tflite-runtime", _tflite_int8),
         Format("onnx-qdq", ".onnx", "onnxruntime", _onnx_qdq, fixed_shape=False),
+        Format("lce", ".tflite", "lce", _lce),
         Format("packed", ".ncap", "firmware_sim", _packed, fixed_shape=False),
         Format("c", "", "gcc", _c, fixed_shape=False, directory=True),
     ]
@@ -122,10 +135,13 @@ FORMATS: dict[str, Format] = {
 def _check_supported(fmt: str, cfg) -> None:
     if fmt not in FORMATS:
         raise NCAEdgeError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt == "lce" and not cfg.binary_activations:
+        raise NCAEdgeError(f"format lce: Larq Compute Engine's bitpacked ops are for binary activations, and the "
+                           f"{cfg.quant} variant has none; use --format tflite-int8")
     if fmt in ("tflite-int8", "onnx-qdq", "packed", "c") and cfg.binary_activations:
         raise NCAEdgeError(f"format {fmt}: the {cfg.quant} variant's binary activations have no exact int8 "
                            "formulation in this exporter yet; use --format tflite or --format onnx")
-    if (fmt.startswith("tflite") or fmt in ("onnx-qdq", "packed", "c")) and cfg.state_frac_bits is not None:
+    if (fmt.startswith("tflite") or fmt in ("onnx-qdq", "lce", "packed", "c")) and cfg.state_frac_bits is not None:
         raise NCAEdgeError(f"format {fmt}: the Larq mirror does not model an int8 fixed-point state "
                            "(state_frac_bits); use --format onnx")
 
@@ -261,7 +277,7 @@ def io_spec(fmt: str, path: Path, cfg, record: dict) -> dict:
 
 def artifact_name(stem: str, fmt: str) -> str:
     """File name inside an --all directory: bnn.onnx, bnn.tflite, bnn-int8.tflite, bnn-qdq.onnx, ..."""
-    tag = {"onnx": "", "tflite": "", "tflite-int8": "-int8", "onnx-qdq": "-qdq", "c": "-c"}.get(fmt, "-" + fmt)
+    tag = {"onnx": "", "tflite": "", "tflite-int8": "-int8", "onnx-qdq": "-qdq", "c": "-c", "lce": "-lce"}.get(fmt, "-" + fmt)
     return f"{stem}{tag}{FORMATS[fmt].suffix}"
 
 

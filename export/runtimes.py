@@ -32,7 +32,7 @@ import numpy as np
 
 from nca_edge.errors import NCAEdgeError
 
-RUNTIMES = ("torch", "onnxruntime", "tflite-runtime", "litert", "tensorflow")
+RUNTIMES = ("torch", "onnxruntime", "tflite-runtime", "litert", "tensorflow", "lce")
 
 
 class TorchRunner:
@@ -142,6 +142,31 @@ class TFLiteRunner:
         return self.it.get_tensor(self.out["index"]).copy()
 
 
+class LceRunner:
+    """An ``lce`` flatbuffer (NHWC float32 in/out) in Larq Compute Engine's interpreter."""
+
+    def __init__(self, path: str | Path, threads: int = 1):
+        from larq_compute_engine.tflite.python.interpreter import Interpreter
+
+        self.it = Interpreter(Path(path).read_bytes(), num_threads=threads)
+        shapes = [tuple(s) for s in self.it.input_shapes]
+        if len(shapes) != 2:
+            raise NCAEdgeError(f"{path}: not an nca-edge step ({len(shapes)} inputs)")
+        self.fire_first = shapes[0][-1] == 1  # inputs by channel count: the fire mask has one
+        self.batch = int(shapes[0][0])
+
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(x.transpose(0, 2, 3, 1), dtype=np.float32)
+
+    def decode(self, s: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(s.transpose(0, 3, 1, 2))
+
+    def step(self, s: np.ndarray, fire: np.ndarray) -> np.ndarray:
+        f = fire[..., None].astype(np.float32)
+        out = self.it.predict([f, s] if self.fire_first else [s, f])
+        return np.asarray(out, np.float32).reshape(s.shape)
+
+
 def _pick(inputs: dict, word: str, path) -> dict:
     hits = [d for name, d in inputs.items() if word in name]
     if len(hits) != 1:
@@ -158,6 +183,8 @@ def open_runner(path: str | Path, runtime: str, reference: bool = False):
         return OnnxRunner(path)
     if runtime in ("tflite-runtime", "litert", "tensorflow"):
         return TFLiteRunner(path, runtime, reference=reference)
+    if runtime == "lce":
+        return LceRunner(path)
     raise NCAEdgeError(f"no runner for runtime {runtime!r}")
 
 

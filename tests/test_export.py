@@ -260,3 +260,33 @@ def test_onnx_qdq_is_checker_clean_int8_and_within_one_point_of_the_fake_quant_m
     acc, agr = got.accuracy[INT8_STEPS - 1], got.agreement[INT8_STEPS - 1]
     assert abs(acc - ref.accuracy[INT8_STEPS - 1]) <= 1.0 and abs(agr - ref.agreement[INT8_STEPS - 1]) <= 1.0, (
         f"onnx-qdq: {acc:.2f}/{agr:.2f} vs fake-quant {ref.accuracy[INT8_STEPS - 1]:.2f}/{ref.agreement[INT8_STEPS - 1]:.2f}")
+
+
+@pytest.fixture(scope="module")
+def random_bnn(tmp_path_factory):
+    cfg = CAConfig(quant="bnn")
+    torch.manual_seed(3)
+    m = CAModel(cfg)
+    torch.nn.init.uniform_(m.update2.weight, -0.5, 0.5)
+    for conv in m.convs():  # non-zero thresholds: with zero biases a binary dot product often ties at exactly 0,
+        torch.nn.init.normal_(conv.bias, std=0.05)  # where float summation order decides the sign
+    return save_checkpoint(tmp_path_factory.mktemp("bnn") / "bnn", m, Config(ca=cfg))
+
+
+def test_lce_export_bitpacks_binary_layers_and_runs_like_pytorch(random_bnn, tmp_path, digits):
+    path = tmp_path / "bnn-lce.tflite"
+    export_model(str(random_bnn), "lce", path)
+    data = path.read_bytes()
+    assert b"LceBconv2d" in data and b"LceQuantize" in data  # binary kernels x binary inputs: XNOR/popcount
+    model, config, _ = load_checkpoint(random_bnn)
+    n, steps = 10, 20
+    ref = run_protocol(TorchRunner(model), digits.test_x[:n], digits.test_y[:n], config.ca.__dict__, steps=steps,
+                       mutate_at=None, record_labels=True)
+    got = run_in_child(path, "lce", digits=n, steps=steps, mutate_at=0, labels=True)
+    alive = ref.labels >= 0
+    assert (got["labels"] == ref.labels)[alive].mean() >= 0.99
+
+
+def test_lce_is_refused_for_variants_without_binary_activations(tmp_path):
+    res = CliRunner().invoke(main, ["export", "bwn", "--format", "lce", "-o", str(tmp_path / "x.tflite")])
+    assert res.exit_code == 1 and "binary activations" in res.output and not (tmp_path / "x.tflite").exists()
