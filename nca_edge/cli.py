@@ -298,7 +298,9 @@ def _grid(value: str) -> tuple[int, int]:
 @main.command("export")
 @click.argument("model")
 @click.option("--format", "fmt", default=None, metavar="FORMAT",
-              help="onnx (float32, any grid), tflite (float32), tflite-int8 (full integer); see docs/export.md.")
+              help="onnx (float32, any grid), tflite (float32), tflite-int8 (full integer), onnx-qdq (int8 Q/DQ), "
+                   "lce (Larq Compute Engine, ban/bnn), packed (device blob), c (C99 firmware, a directory); "
+                   "see docs/export.md.")
 @click.option("--all", "all_formats", is_flag=True, help="Every format this model supports, plus manifest.json, into -o DIR.")
 @click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output file (or directory with --all).")
 @click.option("--force", is_flag=True, help="Replace existing output files.")
@@ -344,7 +346,8 @@ def export_cmd(model, fmt, all_formats, out, force, grid, batch):
 def verify_cmd(artifact, digits, steps, mutate_at, mask_seed, runtime, optimized, target, sanitize):
     """Run ARTIFACT in its runtime and firmware_sim side by side; exit 0 only when bit-exact.
 
-    Both start from the same int8 state and get the same fire masks (firmware_sim.prng) and
+    ARTIFACT: an int8 .tflite (run in --runtime with its reference kernels, or --optimized), or a
+    C export directory (built and run on the host, or --target m4 under QEMU). Both start from the same int8 state and get the same fire masks (firmware_sim.prng) and
     mutation; every step's state is compared, every cell and channel. Prints the number of
     values compared and either `bit-exact` or the first mismatch (step, digit, cell, channel,
     both values, and the first layer where the two computations part).
