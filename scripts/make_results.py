@@ -9,6 +9,7 @@ Fragments are written by the commands they record:
 * docs/results/verify.md:               `python scripts/verify_report.py --write docs/results/verify.md`
 * docs/results/schedules.md:            `python scripts/schedules_report.py --write docs/results/schedules.md`
 * docs/results/bench.md:                `python scripts/bench_step.py --write docs/results/bench.md`
+* docs/results/firmware.md:             `python scripts/firmware_report.py --write docs/results/firmware.md`
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ def main() -> None:
         "## int8 exports vs the golden model (firmware_sim)",
         "",
         fragment("verify.md", "not measured yet"),
+        "## C firmware (host and Cortex-M4)",
+        "",
+        fragment("firmware.md", "not measured yet"),
         "## Update schedules on the integer simulator",
         "",
         fragment("schedules.md", "not measured yet"),
