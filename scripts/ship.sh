@@ -16,6 +16,6 @@ if [ -f "$log" ]; then
 fi
 {
     .venv/bin/nca-edge compare --format markdown --no-progress
-    printf '\nCommand: `nca-edge compare --format markdown` (every shipped model; metrics recorded by the eval above).\n'
+    printf '\nCommand: `nca-edge compare --format markdown` (every shipped model; metrics recorded by `nca-edge eval NAME --save-metrics`; export sizes measured from files built by `nca-edge export`, 28x28, batch 1).\n'
 } > docs/results/compare.md
 .venv/bin/python scripts/make_results.py
