@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware_sim import blob
+from firmware_sim import blob, vectors
 from firmware_sim.prng import fire_threshold
 from firmware_sim.protocol import mutation_targets
 from nca_edge.errors import NCAEdgeError
@@ -86,11 +86,15 @@ def verify_c(src: str | Path, digits: int = 100, steps: int = 400, mutate_at: in
             args = [str(tmp), str(len(ids)), str(steps), str(h), str(w), str(mask_seed),
                     str(fire_threshold(ca["fire_rate"])), str(mutate_at or 0), str(out), str(start)]
             cmd = [str(exe), *args] if target == "host" else [*QEMU, "-kernel", str(exe), "-append", " ".join(args)]
-            p = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+            try:
+                p = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+            except subprocess.TimeoutExpired:
+                raise NCAEdgeError(f"the C step ({target}) did not finish {len(ids)} digits x {steps} steps within an hour") from None
             if p.returncode != 0 or not out.is_file():
                 raise NCAEdgeError(f"the C step failed (exit {p.returncode}): {(p.stderr or p.stdout).strip()[-500:]}")
             got = np.fromfile(out, np.int8)
-            want = _golden(params, grey, ids, steps, mask_seed, ca, mutate_at, mgrey)
+            want = vectors.compute(params, grey, steps, mask_seed, ca["fire_rate"], ca["n_classes"], mutate_at, mgrey,
+                                   streams=ids)["states"]
             if got.size != want.size:
                 raise NCAEdgeError(f"the C step wrote {got.size} values, expected {want.size}")
             got = got.reshape(want.shape)
@@ -110,19 +114,3 @@ def verify_c(src: str | Path, digits: int = 100, steps: int = 400, mutate_at: in
                 progress(len(ids))
     return res
 
-
-def _golden(params, grey, ids, steps, mask_seed, ca, mutate_at, mgrey) -> np.ndarray:
-    """firmware_sim's states [n, steps + 1, H, W, C] with the global digit indices as PRNG streams."""
-    from firmware_sim import int8
-    from firmware_sim.prng import fire_mask
-
-    s = int8.seed(params, grey)
-    out = np.empty((len(ids), steps + 1) + s.shape[1:], np.int8)
-    out[:, 0] = s
-    h, w = grey.shape[1:]
-    for t in range(steps):
-        if mutate_at is not None and t == mutate_at:
-            s = int8.mutate(params, s, mgrey)
-        s = int8.step(params, s, fire_mask(mask_seed, ids, t, h, w, ca["fire_rate"]))
-        out[:, t + 1] = s
-    return out

@@ -235,15 +235,6 @@ def labels(params: Int8Step, state: np.ndarray, n_classes: int) -> np.ndarray:
     return np.argmax(state[..., -n_classes:], axis=-1)
 
 
-def run(params: Int8Step, state: np.ndarray, masks) -> np.ndarray:
-    """Run ``len(masks)`` steps; returns every step's state, int8 [steps, B, H, W, C]."""
-    out = []
-    for fire in masks:
-        state = step(params, state, fire)
-        out.append(state)
-    return np.stack(out)
-
-
 # ---------------------------------------------------------------------------- offline derivation
 
 

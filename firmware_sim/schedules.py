@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .int8 import Int8Step, add_update, firing_update, step
+from .int8 import Int8Step, _patches, add_update, firing_update, step
 from .prng import mix32
 
 ORDER_SALT = 0x5F3759DF
@@ -115,8 +115,3 @@ class Runner:
             xp[bs, yy, xx, 1:] = add_update(p, xp[bs, yy, xx, 1:], m)
         return xp[:, 1:-1, 1:-1].astype(np.int8)
 
-
-def _patches(x, b, yy, xx, pad_value):
-    from .int8 import _patches as patches
-
-    return patches(x, b, yy, xx, pad_value)

@@ -34,9 +34,12 @@ FORMAT_VERSION = 1
 
 
 def compute(params: int8.Int8Step, grey: np.ndarray, steps: int, mask_seed: int = 0, fire_rate: float = 0.5,
-            n_classes: int = 10, mutate_at: int | None = None, mutate_grey: np.ndarray | None = None) -> dict:
+            n_classes: int = 10, mutate_at: int | None = None, mutate_grey: np.ndarray | None = None,
+            streams=None) -> dict:
+    """Every state of the protocol on the grids ``grey``; ``streams``: each grid's PRNG stream
+    (default: 0..N-1, the grid index)."""
     n, h, w = grey.shape
-    streams = np.arange(n)
+    streams = np.arange(n) if streams is None else np.asarray(streams)
     s = int8.seed(params, grey)
     states = np.empty((n, steps + 1) + s.shape[1:], np.int8)
     masks = np.empty((n, steps, h, w), np.uint8)

@@ -15,7 +15,6 @@ Runtime float, PyTorch float (dense layout, the exported graph's formula).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -26,6 +25,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from report import command, publish  # noqa: E402
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from export import export_model  # noqa: E402
@@ -79,7 +80,7 @@ def main() -> None:
         timed(name, runner.step, runner.encode(x))
     sim = rows[0]["cell_updates_per_s"]
     ref = next(r for r in rows if "reference" in r["implementation"])["cell_updates_per_s"]
-    cmd = "python scripts/bench_step.py " + " ".join(sys.argv[1:])
+    cmd = command()
     lines = ["# Step throughput", "",
              f"Command: `{cmd.strip()}`; model {a.model}, {a.batch} digits x 28 x 28 x {a.steps} steps "
              f"= {cells:,} cell-updates each; one thread; {platform.machine()}, {os.cpu_count()} cores, "
@@ -88,11 +89,7 @@ def main() -> None:
     lines += [f"| {r['implementation']} | {r['seconds']} | {r['cell_updates_per_s']:,} |" for r in rows]
     lines += ["", f"firmware_sim / TFLite reference kernels: {sim / ref:.2f} (goal: >= 0.5)."]
     text = "\n".join(lines) + "\n"
-    print(text)
-    if a.write:
-        a.write.parent.mkdir(parents=True, exist_ok=True)
-        a.write.write_text(text)
-        a.write.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
+    publish(text, rows, a.write)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ The table goes to --write (a docs/results fragment) and its JSON beside it.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from report import publish  # noqa: E402
 
 from export import export_all  # noqa: E402
 from export.fakequant import FakeQuantRunner  # noqa: E402
@@ -80,16 +81,12 @@ def main() -> None:
         lines.append(f"| {r['model']} | {r['format']} | {r['runtime']} | {r['bytes']:,} | {eq} | {r['accuracy']:.2f} | "
                      f"{r['agreement']:.2f} | {r['ref_accuracy']:.2f} | {r['ref_agreement']:.2f} | {r['step']} | {r['seconds']} |")
     lines += ["", "Float formats: 100 test digits, 100 steps, no mutation, same masks as PyTorch; reference = PyTorch. "
-              f"tflite-int8: {a.digits} test digits, 200 steps; reference = the PyTorch fake-quant model with the file's "
+              f"tflite-int8 and onnx-qdq: {a.digits} test digits, 200 steps; reference = the PyTorch fake-quant model with the file's "
               "quantization (export/fakequant.py). Artifacts exported with batch 50 on a 28x28 grid; seconds = the whole "
               "host loop in a child process, one thread.", "",
               f"Command: `.venv/bin/python scripts/export_report.py --digits {a.digits} --write docs/results/export.md`", ""]
     text = "\n".join(lines)
-    print(text)
-    if a.write:
-        a.write.parent.mkdir(parents=True, exist_ok=True)
-        a.write.write_text(text)
-        a.write.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
+    publish(text, rows, a.write)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ For each model with a C export (`nca-edge export MODEL --format c`, into out/fir
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import re
@@ -33,6 +32,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from report import command, publish  # noqa: E402
 
 import export  # noqa: E402
 from export.runtimes import TFLiteRunner  # noqa: E402
@@ -141,7 +142,7 @@ def main() -> None:
                 row[f"{label}_cell_updates_per_s"] = round(cells / (time.perf_counter() - t))
         rows.append(row)
         print(row, flush=True)
-    cmd = "python scripts/firmware_report.py " + " ".join(sys.argv[1:])
+    cmd = command()
     lines = ["# C firmware: footprint and speed", "",
              f"Command: `{cmd.strip()}`; host {platform.machine()}, {os.cpu_count()} cores, "
              f"{subprocess.run(['cc', '--version'], capture_output=True, text=True).stdout.splitlines()[0]}; "
@@ -156,11 +157,7 @@ def main() -> None:
                      f"{r['c_cell_updates_per_s']:,} | {r['firmware_sim_cell_updates_per_s']:,} | "
                      f"{r['tflite_int8_xnnpack_cell_updates_per_s']:,} | {r['tflite_int8_reference_cell_updates_per_s']:,} |")
     text = "\n".join(lines) + "\n"
-    print(text)
-    if a.write:
-        a.write.parent.mkdir(parents=True, exist_ok=True)
-        a.write.write_text(text)
-        a.write.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
+    publish(text, rows, a.write)
 
 
 if __name__ == "__main__":

@@ -12,13 +12,14 @@ step 200, fire masks from firmware_sim.prng (mask seed 0), under each schedule
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from report import command, publish  # noqa: E402
 
 import export  # noqa: E402
 from firmware_sim import blob  # noqa: E402
@@ -52,7 +53,7 @@ def main() -> None:
                          "accuracy_400": round(float(r["accuracy"][399]), 2),
                          "agreement_400": round(float(r["agreement"][399]), 2), "seconds": round(time.time() - t, 1)})
             print(rows[-1], flush=True)
-    cmd = "python scripts/schedules_report.py " + " ".join(sys.argv[1:])
+    cmd = command()
     lines = ["# Update schedules (int8, firmware_sim)", "",
              f"Command: `{cmd.strip()}`; first {a.digits} test digits, 400 steps, mutation at step 200, mask seed 0. "
              "sync = the trained random mask; async = the same firing cells one at a time in random order, each "
@@ -62,11 +63,7 @@ def main() -> None:
     lines += [f"| {r['model']} | {r['schedule']} | {r['accuracy_200']:.2f} | {r['agreement_200']:.2f} | "
               f"{r['accuracy_400']:.2f} | {r['agreement_400']:.2f} | {r['seconds']} |" for r in rows]
     text = "\n".join(lines) + "\n"
-    print(text)
-    if a.write:
-        a.write.parent.mkdir(parents=True, exist_ok=True)
-        a.write.write_text(text)
-        a.write.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
+    publish(text, rows, a.write)
 
 
 if __name__ == "__main__":

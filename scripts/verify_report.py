@@ -13,13 +13,14 @@ state). The table goes to --write and its JSON beside it.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from report import command, publish  # noqa: E402
 
 from export import export_model, supported_formats  # noqa: E402
 from export.verify import verify_in_child  # noqa: E402
@@ -53,7 +54,7 @@ def main() -> None:
                              "result": "bit-exact" if r.bit_exact else f"differs (first: step {f['step']}, layer {f['layer']})",
                              "seconds": round(time.time() - t, 1)})
                 print(rows[-1], flush=True)
-    cmd = "python scripts/verify_report.py " + " ".join(sys.argv[1:])
+    cmd = command()
     lines = ["# int8 exports vs firmware_sim (bit-exactness)", "",
              f"Command: `{cmd.strip()}` (each row is `nca-edge verify out/verify/MODEL.tflite --digits N "
              f"--steps {a.steps} --runtime RUNTIME [--optimized]`; mutation at step {a.steps // 2}). The optimized "
@@ -65,11 +66,7 @@ def main() -> None:
         lines.append(f"| {r['model']} | {r['runtime']} | {r['kernels']} | {r['digits']} x {r['steps']} | {r['values_compared']:,} | "
                      f"{r['values_differing']:,} | {share:.2f} | {r['result']} | {r['seconds']} |")
     text = "\n".join(lines) + "\n"
-    print(text)
-    if a.write:
-        a.write.parent.mkdir(parents=True, exist_ok=True)
-        a.write.write_text(text)
-        a.write.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
+    publish(text, rows, a.write)
 
 
 if __name__ == "__main__":

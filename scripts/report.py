@@ -1,0 +1,25 @@
+"""Shared tail of the report scripts: the command line that produced a fragment, and publishing it.
+
+A report prints its Markdown fragment and, with --write PATH, writes it to PATH (docs/results/...)
+and its rows as JSON beside it (PATH with .json), each atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from nca_edge.atomic import atomic_write_bytes
+
+
+def command() -> str:
+    """How this script was run, as a reader would type it: `python scripts/NAME.py ARGS`."""
+    return " ".join(["python", f"scripts/{Path(sys.argv[0]).name}", *sys.argv[1:]])
+
+
+def publish(text: str, rows: list, write: Path | None) -> None:
+    print(text)
+    if write:
+        atomic_write_bytes(write, text.encode())
+        atomic_write_bytes(write.with_suffix(".json"), (json.dumps(rows, indent=1) + "\n").encode())
