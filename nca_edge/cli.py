@@ -93,6 +93,10 @@ def dataset_options(f):
 @click.option("--depthwise", is_flag=True,
               help="Depthwise 3x3 perception (perception/channels filters per state channel); binary variants "
                    "need --real-weights perceive,...")
+@click.option("--perception", type=click.IntRange(min=1), default=CAConfig.perception, show_default=True,
+              help="Perception features (outputs of the 3x3 conv).")
+@click.option("--hidden", type=click.IntRange(min=1), default=CAConfig.hidden, show_default=True,
+              help="Hidden units (outputs of the first 1x1 conv).")
 @click.option("--binarize-ramp", type=click.IntRange(min=0), default=0, show_default=True,
               help="bwn/bnn: blend latent and binary kernels, binary share rising 0 -> 1 over the first N iterations.")
 @click.option("--sharpen-ramp", type=click.IntRange(min=0), default=0, show_default=True,
@@ -100,6 +104,10 @@ def dataset_options(f):
 @click.option("--sharpen-beta", type=click.FloatRange(min=1.0), default=TrainConfig.sharpen_beta, show_default=True)
 @click.option("--act-noise", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
               help="ban/bnn: stochastic binary activations in training, sign(x + SIGMA * logistic noise).")
+@click.option("--act-noise-end", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
+              help="Anneal --act-noise geometrically down to this SIGMA over --act-noise-ramp iterations.")
+@click.option("--act-noise-ramp", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Iterations over which --act-noise falls to --act-noise-end (0: constant).")
 @click.option("--init", "init_from", default="", help="Warm start from a checkpoint (path, or a shipped name such as float).")
 @click.option("--state-frac-bits", type=click.IntRange(0, 7), default=None,
               help="Int8 fixed-point state with this many fractional bits (fake-quantized in training).")
@@ -109,7 +117,7 @@ def dataset_options(f):
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @dataset_options
 def train(quant, iterations, seed, out_dir, resume, device, batch_size, steps, lr, lr_boundaries, checkpoint_every, subset,
-          binary_input, binary_act, fresh_warmup, learned_scale, real_weights, depthwise, binarize_ramp, sharpen_ramp, sharpen_beta, act_noise, init_from, state_frac_bits, distill_from, distill_weight, no_progress, dataset, data_dir):
+          binary_input, binary_act, fresh_warmup, learned_scale, real_weights, depthwise, perception, hidden, binarize_ramp, sharpen_ramp, sharpen_beta, act_noise, act_noise_end, act_noise_ramp, init_from, state_frac_bits, distill_from, distill_weight, no_progress, dataset, data_dir):
     """Train the CA with the article's recipe (pool, mutation, residual noise, L2 loss)."""
     if learned_scale and quant not in ("bwn", "bnn"):
         raise NCAEdgeError(f"--learned-scale needs --quant bwn or bnn (got {quant})")
@@ -135,15 +143,15 @@ def train(quant, iterations, seed, out_dir, resume, device, batch_size, steps, l
     digits = load_digits(dataset, data_dir)
     if subset is not None:
         digits = replace(digits, train_x=digits.train_x[:subset], train_y=digits.train_y[:subset])
-    tc = TrainConfig(iterations=iterations, seed=seed, batch_size=batch_size, steps=steps, lr=lr, lr_boundaries=boundaries,
-                     checkpoint_every=checkpoint_every, dataset=dataset, init_from=init_from,
-                     fresh_warmup=fresh_warmup, binarize_ramp=binarize_ramp, sharpen_ramp=sharpen_ramp, sharpen_beta=sharpen_beta, act_noise=act_noise, distill_from=distill_from, distill_weight=distill_weight if distill_from else 0.0,
-                     pool_size=max(TrainConfig.pool_size, batch_size),
-                     n_fresh=min(TrainConfig.n_fresh, batch_size // 4), n_mutate=min(TrainConfig.n_mutate, batch_size // 4))
     try:
+        tc = TrainConfig(iterations=iterations, seed=seed, batch_size=batch_size, steps=steps, lr=lr, lr_boundaries=boundaries,
+                         checkpoint_every=checkpoint_every, dataset=dataset, init_from=init_from,
+                         fresh_warmup=fresh_warmup, binarize_ramp=binarize_ramp, sharpen_ramp=sharpen_ramp, sharpen_beta=sharpen_beta, act_noise=act_noise, act_noise_end=act_noise_end, act_noise_ramp=act_noise_ramp, distill_from=distill_from, distill_weight=distill_weight if distill_from else 0.0,
+                         pool_size=max(TrainConfig.pool_size, batch_size),
+                         n_fresh=min(TrainConfig.n_fresh, batch_size // 4), n_mutate=min(TrainConfig.n_mutate, batch_size // 4))
         config = Config(ca=CAConfig(quant=quant, binary_input=binary_input, binary_act=binary_act,
                                     learned_scale=learned_scale, state_frac_bits=state_frac_bits, real_weights=real,
-                                    depthwise=depthwise), train=tc)
+                                    depthwise=depthwise, perception=perception, hidden=hidden), train=tc)
     except ValueError as e:
         raise NCAEdgeError(str(e)) from None
     trainer = run_training(config, digits, out_dir, device=device, resume=resume, progress=not no_progress)

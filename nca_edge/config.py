@@ -145,12 +145,18 @@ class TrainConfig:
     # Stochastic binary activations (ban/bnn): in training each binary activation is
     # sign(x + act_noise * logistic noise) (nca_edge.quant.noisy_sign); 0 = the exact sign + STE.
     act_noise: float = 0.0
+    # Annealing of act_noise: sigma falls geometrically from act_noise to act_noise_end over the
+    # first act_noise_ramp iterations, then stays there (0 = no annealing: sigma = act_noise).
+    act_noise_end: float = 0.0
+    act_noise_ramp: int = 0
 
     def __post_init__(self) -> None:
         if self.n_fresh + self.n_mutate > self.batch_size:
             raise ValueError("n_fresh + n_mutate must not exceed batch_size")
         if self.batch_size > self.pool_size:
             raise ValueError("batch_size must not exceed pool_size")
+        if self.act_noise_ramp and not 0 < self.act_noise_end <= self.act_noise:
+            raise ValueError("act_noise_ramp needs 0 < act_noise_end <= act_noise")
         if self.iterations < 0 or self.steps < 1:
             raise ValueError("iterations must be >= 0 and steps >= 1")
 
@@ -159,6 +165,13 @@ class TrainConfig:
         if iteration >= self.sharpen_ramp:
             return None
         return float(self.sharpen_beta ** (iteration / self.sharpen_ramp))
+
+    def act_sigma(self, iteration: int) -> float:
+        """sigma of the stochastic binary activations at an iteration (0 = exact sign + STE)."""
+        if self.act_noise <= 0 or self.act_noise_ramp <= 0 or self.act_noise_end <= 0:
+            return self.act_noise
+        t = min(1.0, iteration / self.act_noise_ramp)
+        return float(self.act_noise * (self.act_noise_end / self.act_noise) ** t)
 
     def lr_at(self, iteration: int) -> float:
         """Piecewise-constant learning rate (the article's PiecewiseConstantDecay)."""

@@ -239,3 +239,15 @@ def test_depthwise_perception_equals_a_grouped_conv_and_counts_9p_weights(digit_
     assert cfg.param_count() == CAConfig().param_count() - 9 * 20 * 80 + 9 * 80
     with pytest.raises(ValueError, match="perceive to real_weights"):
         CAConfig(quant="bnn", depthwise=True)
+
+
+def test_act_noise_anneals_geometrically_then_holds():
+    from nca_edge.config import TrainConfig
+
+    tc = TrainConfig(act_noise=0.4, act_noise_end=0.1, act_noise_ramp=100)
+    assert tc.act_sigma(0) == pytest.approx(0.4)
+    assert tc.act_sigma(50) == pytest.approx(0.2)  # halfway in log space
+    assert tc.act_sigma(100) == pytest.approx(0.1) and tc.act_sigma(10_000) == pytest.approx(0.1)
+    assert TrainConfig(act_noise=0.3).act_sigma(10_000) == 0.3  # no ramp: constant
+    with pytest.raises(ValueError, match="act_noise_end"):
+        TrainConfig(act_noise=0.1, act_noise_end=0.2, act_noise_ramp=10)

@@ -80,6 +80,20 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, small_digi
     assert [r.split(",")[0] for r in log[1:]] == [str(i) for i in range(1, 11)]
 
 
+def test_every_save_keeps_a_snapshot_of_the_model(tmp_path, small_digits):
+    from nca_edge.checkpoint import load_checkpoint
+
+    cfg = small_config(4)
+    cfg = Config(ca=cfg.ca, train=replace(cfg.train, checkpoint_every=2))
+    t = train(cfg, small_digits, tmp_path / "r", device="cpu", progress=False, recipe="x")
+    snaps = sorted(p.name for p in (tmp_path / "r" / "snapshots").glob("*.safetensors"))
+    assert snaps == ["model-000002.safetensors", "model-000004.safetensors"]
+    last, _, meta = load_checkpoint(tmp_path / "r" / "snapshots" / "model-000004")
+    assert meta["iterations"] == 4
+    for a, b in zip(last.state_dict().values(), t.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
 def test_same_seed_same_weights_different_seed_different_weights(tmp_path, small_digits):
     runs = [Trainer(small_config(3, seed=s), small_digits, tmp_path / str(i), torch.device("cpu"))
             for i, s in enumerate((4, 4, 5))]

@@ -9,7 +9,8 @@ One iteration (defaults in ``nca_edge.config.TrainConfig``)::
              (progressive binarization; binary from the start when binarize_ramp = 0)
     binary activations = tanh(beta x), beta = sharpen_beta ** (iteration / sharpen_ramp),
              during the first sharpen_ramp iterations (ban/bnn; exact sign after), or
-             sign(x + act_noise * logistic noise) with act_noise > 0 (stochastic binary units)
+             sign(x + sigma * logistic noise) with act_noise > 0 (stochastic binary units; sigma
+             falls from act_noise to act_noise_end over act_noise_ramp iterations when set)
     for 20 steps:  x = ca_step(x, fire ~ Bernoulli(0.5), noise ~ N(0, 0.02))
     loss   = mean over samples of  mean over alive cells of  sum_k (x[class k] - onehot_k)^2
              (+ distill_weight * update-rule distillation, see TrainConfig.distill_from)
@@ -20,6 +21,8 @@ Run state lives in ``OUT/`` (all written atomically, every ``checkpoint_every`` 
 and at the end):
 
 * ``model.safetensors`` + ``model.json``: the checkpoint (``nca-edge eval OUT/model``);
+* ``snapshots/model-NNNNNN.*``: a copy of the checkpoint at every save (iteration NNNNNN), so a
+  run that later degrades or diverges keeps its best point (each is about 100 KB);
 * ``train_state.safetensors``: everything ``--resume`` needs (weights, Adam moments, pool,
   RNG states, iteration, elapsed seconds; JSON in the safetensors metadata);
 * ``log.csv``: iteration, loss, lr, elapsed seconds.
@@ -148,7 +151,8 @@ class Trainer:
         cfg, tc = self.cfg, self.tc
         self.model.binarize_mix = min(1.0, self.iteration / tc.binarize_ramp) if tc.binarize_ramp else 1.0
         self.model.act_beta = tc.act_beta(self.iteration)
-        self.model.act_noise = (tc.act_noise, self.dgen) if tc.act_noise > 0 else None
+        sigma = tc.act_sigma(self.iteration)
+        self.model.act_noise = (sigma, self.dgen) if sigma > 0 else None
         idx, x, y = self._batch()
         plan = AliveCells(x[:, 0], cfg)
         hidden = plan.gather(x)
@@ -215,16 +219,17 @@ class Trainer:
             "package_version": __version__,
         }
         atomic_save_tensors(self.out / STATE_FILE, tensors, metadata={"nca_edge": json.dumps(meta)})
-        save_checkpoint(
-            self.out / "model",
-            self.model,
-            self.config,
-            recipe=self.recipe,
-            data={"dataset": self.digits.name, "sha256": self.digits.source_sha256},
-            iterations=self.iteration,
-            train_seconds=round(self.elapsed, 1),
-            device=_device_name(self.device),
-        )
+        for path in (self.out / "model", self.out / "snapshots" / f"model-{self.iteration:06d}"):
+            save_checkpoint(
+                path,
+                self.model,
+                self.config,
+                recipe=self.recipe,
+                data={"dataset": self.digits.name, "sha256": self.digits.source_sha256},
+                iterations=self.iteration,
+                train_seconds=round(self.elapsed, 1),
+                device=_device_name(self.device),
+            )
 
     @staticmethod
     def read_state_meta(out_dir: Path) -> dict:
