@@ -151,9 +151,9 @@ def _check_supported(fmt: str, cfg) -> None:
     if fmt in ("tflite-int8", "onnx-qdq", "packed", "c") and cfg.binary_activations:
         raise NCAEdgeError(f"format {fmt}: the {cfg.quant} variant's binary activations have no exact int8 "
                            "formulation in this exporter yet; use --format tflite, onnx or lce")
-    if (fmt.startswith("tflite") or fmt in ("onnx-qdq", "lce", "packed", "c")) and cfg.state_frac_bits is not None:
-        raise NCAEdgeError(f"format {fmt}: the Larq mirror does not model an int8 fixed-point state "
-                           "(state_frac_bits); use --format onnx")
+    if fmt in ("tflite-int8", "onnx-qdq", "packed", "c") and cfg.state_frac_bits is not None:
+        raise NCAEdgeError(f"format {fmt}: the int8 step derives its own state scale from calibration and does not "
+                           "take a fixed-point state (state_frac_bits) yet; use --format tflite, onnx or lce")
 
 
 def supported_formats(model_ref: str) -> list[str]:

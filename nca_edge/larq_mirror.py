@@ -10,6 +10,7 @@
     h    = QuantConv2D(H, 1, input_quantizer=q_a, kernel_quantizer=q_w)(act(pre))
     ds   = QuantConv2D(C-1, 1, input_quantizer=q_a, kernel_quantizer=q_w)(act(h))
     next = concat(state[..., :1], state[..., 1:] + ds * fire * (state[..., :1] > thr))
+    next = fixed_point(next)                              (state_frac_bits only, as in training)
 
 with q_w = "magnitude_aware_sign" for binary kernels (bwn, bnn; not the layers named in
 ``real_weights``) and q_a = "ste_sign" for
@@ -61,8 +62,6 @@ def _tf():
 
 
 def build_step_model(cfg: CAConfig, height: int = 28, width: int = 28, batch: int | None = None):
-    if cfg.state_frac_bits is not None:
-        raise NCAEdgeError("the Larq mirror does not model the int8 fixed-point state (state_frac_bits) yet")
     tf, lq = _tf()
     keras = tf.keras
     c, p, h = cfg.channels, cfg.perception, cfg.hidden
@@ -93,7 +92,7 @@ def build_step_model(cfg: CAConfig, height: int = 28, width: int = 28, batch: in
     x = conv(x, p, 3, "perceive", activation=act)
     x = conv(x, h, 1, "update1", input_quantizer=q_a, activation=act)
     ds = conv(x, c - 1, 1, "update2", input_quantizer=q_a)
-    nxt = CAUpdate(cfg.alive_threshold, name="ca_update")([state, ds, fire])
+    nxt = CAUpdate(cfg.alive_threshold, cfg.state_frac_bits, name="ca_update")([state, ds, fire])
     return keras.Model([state, fire], nxt, name=f"nca_step_{cfg.quant}")
 
 
@@ -135,20 +134,27 @@ def _layers():
             return {**super().get_config(), "channels": self.channels}
 
     class CAUpdate(tf.keras.layers.Layer):
-        """state' = [pixel, state[1:] + ds * fire * (pixel > threshold)]."""
+        """state' = [pixel, q(state[1:] + ds * fire * (pixel > threshold))], q = identity, or with
+        ``frac_bits`` the int8 fixed point clip(round(x * 2^f), -128, 127) / 2^f (round half to even,
+        as torch.round; nca_edge.quant.fake_quant_fixed)."""
 
-        def __init__(self, alive_threshold: float, **kw):
+        def __init__(self, alive_threshold: float, frac_bits: int | None = None, **kw):
             super().__init__(**kw)
             self.alive_threshold = alive_threshold
+            self.frac_bits = frac_bits
 
         def call(self, inputs):
             state, ds, fire = inputs
             pixel = state[..., :1]
             alive = tf.cast(pixel > self.alive_threshold, state.dtype)
-            return tf.concat([pixel, state[..., 1:] + ds * fire * alive], axis=-1)
+            mutable = state[..., 1:] + ds * fire * alive
+            if self.frac_bits is not None:
+                scale = float(2**self.frac_bits)
+                mutable = tf.clip_by_value(tf.round(mutable * scale), -128.0, 127.0) / scale
+            return tf.concat([pixel, mutable], axis=-1)
 
         def get_config(self):
-            return {**super().get_config(), "alive_threshold": self.alive_threshold}
+            return {**super().get_config(), "alive_threshold": self.alive_threshold, "frac_bits": self.frac_bits}
 
     return InputThreshold, CAUpdate, ScaleBias
 

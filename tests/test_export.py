@@ -160,7 +160,7 @@ def test_bad_export_requests_are_one_line_and_leave_nothing_behind(case, tmp_pat
     target = tmp_path / "out" / "x.tflite"
     args = {"unknown": ["float", "--format", "tflite8"], "exists": ["float", "--format", "onnx"],
             "unwritable": ["float", "--format", "onnx", "-o", "/proc/nca-edge/x.onnx"],
-            "unsupported": [str(int8_state_checkpoint), "--format", "tflite"], "neither": ["float"],
+            "unsupported": [str(int8_state_checkpoint), "--format", "tflite-int8"], "neither": ["float"],
             "binary-int8": [str(bnn_checkpoint), "--format", "tflite-int8"],
             "bad-grid": ["float", "--format", "tflite", "--grid", "28by28"]}[case]
     if "-o" not in args:
@@ -174,7 +174,7 @@ def test_bad_export_requests_are_one_line_and_leave_nothing_behind(case, tmp_pat
     lines = [l for l in r.output.splitlines() if l.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:"), r.output
     expected = {"unknown": "unknown format 'tflite8'", "exists": "--force", "unwritable": "/proc/nca-edge",
-                "unsupported": "use --format onnx", "binary-int8": "no exact int8", "neither": "exactly one of", "bad-grid": "HEIGHTxWIDTH"}[case]
+                "unsupported": "use --format tflite, onnx or lce", "binary-int8": "no exact int8", "neither": "exactly one of", "bad-grid": "HEIGHTxWIDTH"}[case]
     assert expected in lines[0]
     assert sorted(p.name for p in tmp_path.rglob("*")) == before  # no partial or temporary files
     if case == "exists":
