@@ -148,12 +148,12 @@ def _check_supported(fmt: str, cfg) -> None:
     if fmt == "lce" and not cfg.binary_activations:
         raise NCAEdgeError(f"format lce: Larq Compute Engine's bitpacked ops are for binary activations, and the "
                            f"{cfg.quant} variant has none; use --format tflite-int8")
-    if fmt in ("tflite-int8", "onnx-qdq", "packed", "c") and cfg.binary_activations:
-        raise NCAEdgeError(f"format {fmt}: the {cfg.quant} variant's binary activations have no exact int8 "
-                           "formulation in this exporter yet; use --format tflite, onnx or lce")
-    if fmt in ("tflite-int8", "onnx-qdq", "packed", "c") and cfg.state_frac_bits is not None:
-        raise NCAEdgeError(f"format {fmt}: the int8 step derives its own state scale from calibration and does not "
-                           "take a fixed-point state (state_frac_bits) yet; use --format tflite, onnx or lce")
+    if fmt in ("tflite-int8", "onnx-qdq", "packed", "c") and cfg.binary_input:
+        raise NCAEdgeError(f"format {fmt}: a binarized state input (binary_input) has no int8 step yet; "
+                           "use --format tflite, onnx or lce")
+    if fmt in ("onnx-qdq", "packed", "c") and cfg.binary_activations:
+        raise NCAEdgeError(f"format {fmt}: the {cfg.quant} variant's binary activations are in the int8 step "
+                           "(--format tflite-int8) but not yet in this format; use tflite-int8, tflite, onnx or lce")
 
 
 def supported_formats(model_ref: str) -> list[str]:

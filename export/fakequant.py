@@ -2,12 +2,15 @@
 
 Integer exports are checked against this model (accuracy and agreement within 1 point); the
 bit-level semantics live in ``firmware_sim``, not here. It reads every quantization parameter
-from the int8 TFLite file and simulates each quantized tensor as
+(and the int32 biases, dequantized) from the int8 TFLite file and simulates each quantized tensor as
 ``fq(x; s, z) = (clamp(round(x / s) + z, -128, 127) - z) * s``::
 
     x   = fq(state; state)                                  (the int8 state)
-    p   = fq(act(conv3x3(x; fq_w(W1)) + b1); conv 1 output)
+    p   = fq(act(conv3x3(x; fq_w(W1)) + b1); conv 1 output)       (ReLU: float, bwn)
     h   = fq(act(conv1x1(p; fq_w(W2)) + b2); conv 2 output)
+    p   = act(fq(conv3x3(x; fq_w(W1)) + b1; conv 1 output))       (binary: ban, bnn; act = the
+    h   = act(fq(conv1x1(p; fq_w(W2)) + b2; conv 2 output))        0/1 step of the int8 pre-activation,
+                                                                    W2, W3 -> 2W, b -> b - sum W)
     ds  = fq(conv1x1(h; fq_w(W3)) + b3; conv 3 output)
     m   = fq(fq(ds * fire; mul 1) * alive; mul 2)
     x'  = [x[0], fq(x[1:] + m; state)]
@@ -48,12 +51,17 @@ def int8_params(path) -> dict:
     ops = it._get_ops_details()
     out = lambda op: tuple(tensors[int(op["outputs"][0])]["quantization"])  # noqa: E731
     convs = [out(o) for o in ops if o["op_name"] == "CONV_2D"]
+    biases = []  # dequantized int32 biases (the converter's rounding of b / (S_in S_w[o]) matters at binary thresholds)
+    for o in ops:
+        if o["op_name"] == "CONV_2D":
+            b_i = int(o["inputs"][2])
+            biases.append(it.get_tensor(b_i).astype(np.float64) * tensors[b_i]["quantization_parameters"]["scales"])
     muls = [out(o) for o in ops if o["op_name"] == "MUL"]
     adds = [out(o) for o in ops if o["op_name"] == "ADD"]
     state = next(tuple(d["quantization"]) for d in it.get_input_details() if "state" in d["name"])
     if len(convs) != 3 or len(muls) != 2 or len(adds) != 1:
         raise NCAEdgeError(f"{path}: not the int8 step graph nca-edge exports (ops {[o['op_name'] for o in ops]})")
-    return {"state": state, "conv": convs, "mul": muls, "add": adds[0]}
+    return {"state": state, "conv": convs, "mul": muls, "add": adds[0], "bias": biases}
 
 
 class FakeQuantRunner:
@@ -66,8 +74,12 @@ class FakeQuantRunner:
         self.cfg = model.cfg
         self.q = int8_params(tflite_int8_path)
         with torch.no_grad():
-            self.w = [_fq_w(w.detach().float()) for w in model.kernels()]
-            self.b = [c.bias.detach().float() for c in model.convs()]
+            kernels = [w.detach().float() for w in model.kernels()]
+            if self.cfg.binary_activations and self.cfg.binary_act == "sign":
+                # as the file holds them: W . sign(x) + b = (2W) . [x >= 0] + (b - sum W) (export.tflite_export)
+                kernels[1], kernels[2] = 2.0 * kernels[1], 2.0 * kernels[2]
+            self.w = [_fq_w(w) for w in kernels]
+            self.b = [torch.from_numpy(b).float() for b in self.q["bias"]]  # the file's (folded) biases
             # (dy, dx, c)-ordered matrices for the alive-cell layout (nca_edge.cells)
             self.w_cells = [w.permute(0, 2, 3, 1).reshape(w.shape[0], -1) for w in self.w]
         self._plan = self._plan_pixels = None
@@ -77,7 +89,7 @@ class FakeQuantRunner:
             return torch.relu(x)
         if self.cfg.binary_act == "heaviside":
             return (x > 0).to(x.dtype)
-        return torch.where(x >= 0, torch.ones_like(x), -torch.ones_like(x))
+        return (x >= 0).to(x.dtype)  # the 0/1 step; sign is folded into the next layer (above)
 
     def encode(self, x: np.ndarray) -> torch.Tensor:
         return _fq(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), *self.q["state"])
@@ -106,8 +118,12 @@ class FakeQuantRunner:
         hidden = plan.gather(s)
         rows = torch.from_numpy(fire)[plan.b, plan.y, plan.x].nonzero().squeeze(1)
         patches = plan.patches(hidden, rows)
-        p = _fq(self._act(F.linear(patches, self.w_cells[0], self.b[0])), *c1)
-        h = _fq(self._act(F.linear(p, self.w_cells[1], self.b[1])), *c2)
+        if self.cfg.binary_activations:  # the file compares the int8 pre-activation with 0
+            p = self._act(_fq(F.linear(patches, self.w_cells[0], self.b[0]), *c1))
+            h = self._act(_fq(F.linear(p, self.w_cells[1], self.b[1]), *c2))
+        else:
+            p = _fq(self._act(F.linear(patches, self.w_cells[0], self.b[0])), *c1)
+            h = _fq(self._act(F.linear(p, self.w_cells[1], self.b[1])), *c2)
         ds = _fq(F.linear(h, self.w_cells[2], self.b[2]), *c3)
         m = _fq(_fq(ds, *m1), *m2)  # * fire * alive = * 1 on these rows
         hidden = hidden.clone()

@@ -6,6 +6,15 @@ and zero point (the converter gives the concatenated next state the input's para
 the host loop stays in integers. The integer ops it contains (STRIDED_SLICE, GREATER, CAST,
 QUANTIZE, CONV_2D per-channel, MUL, ADD, CONCATENATION) are what ``firmware_sim`` models.
 
+Binary activations (ban, bnn) are not converted from the Larq mirror (its ``ste_sign`` has no
+integer kernel) but from ``int8_keras_step``: plain convolutions with the model's effective
+kernels (binary ones as +-alpha_o, stored exactly as +-127 per channel) and each binary
+activation written as the 0/1 step ``[x >= 0]`` (``[x > 0]`` for heaviside), which the converter
+turns into GREATER_EQUAL -> CAST -> QUANTIZE (an exact {0, 1} int8 tensor: scale 1/255, zero
+point -128). sign(x) = 2 [x >= 0] - 1 is folded into the next layer: W . sign(x) + b =
+(2W) . [x >= 0] + (b - sum W). The training's fixed-point state (``state_frac_bits``) is not
+imposed: the int8 state takes the calibrated scale, as for every variant.
+
 ``tflite`` (float32): the mirror with the PyTorch weights, converted by
 ``tf.lite.TFLiteConverter``. Fixed shapes: inputs ``state`` [B, H, W, C] and ``fire``
 [B, H, W, 1] (float32, 1 = fires), output the next state [B, H, W, C] (NHWC, TFLite's
@@ -19,6 +28,7 @@ the TFLite/flatbuffers bindings). ``export.runtimes`` therefore runs it in a chi
 
 from __future__ import annotations
 
+from nca_edge.errors import NCAEdgeError
 from nca_edge.model import CAModel
 
 
@@ -27,6 +37,42 @@ def keras_step(model: CAModel, height: int, width: int, batch: int):
 
     km = lm.build_step_model(model.cfg, height, width, batch=batch)
     lm.load_torch_weights(km, model)
+    return km
+
+
+def int8_keras_step(model: CAModel, height: int, width: int, batch: int):
+    """The step for integer conversion of a binary-activation model (module docstring)."""
+    import numpy as np
+
+    from nca_edge import larq_mirror as lm
+
+    cfg = model.cfg
+    if cfg.binary_input:
+        raise NCAEdgeError("binary_input models have no int8 step yet; use --format tflite, onnx or lce")
+    tf, _ = lm._tf()
+    keras = tf.keras
+    strict = cfg.binary_act == "heaviside"
+    kernels = [k.detach().cpu().numpy() for k in model.kernels()]
+    biases = [c.bias.detach().cpu().numpy() for c in model.convs()]
+    state = keras.Input((height, width, cfg.channels), batch_size=batch, name="state")
+    fire = keras.Input((height, width, 1), batch_size=batch, name="fire")
+    x = keras.layers.ZeroPadding2D(1, name="pad")(state)
+    layers = []
+    for i, name in enumerate(("perceive", "update1", "update2")):
+        if i:  # a binary activation: the 0/1 step of the previous pre-activation
+            fn = (lambda t: tf.cast(t > 0, tf.float32)) if strict else (lambda t: tf.cast(t >= 0, tf.float32))
+            x = keras.layers.Lambda(fn, name=f"{name}_input")(x)
+        conv = keras.layers.Conv2D(kernels[i].shape[0], kernels[i].shape[2], name=name)
+        x = conv(x)
+        layers.append(conv)
+    _, CAUpdate, _ = lm._layers()
+    nxt = CAUpdate(cfg.alive_threshold, None, name="ca_update")([state, x, fire])
+    km = keras.Model([state, fire], nxt, name=f"nca_step_{cfg.quant}_int8")
+    for i, conv in enumerate(layers):
+        w, b = kernels[i], biases[i]
+        if i and not strict:  # W . sign(x) + b = (2W) . [x >= 0] + (b - sum W)
+            w, b = 2.0 * w, b - w.sum(axis=(1, 2, 3))
+        conv.set_weights([np.transpose(w, (2, 3, 1, 0)), b.astype(np.float32)])
     return km
 
 
@@ -51,7 +97,10 @@ def tflite_int8_bytes(model: CAModel, samples, height: int = 28, width: int = 28
     from nca_edge.larq_mirror import _tf
 
     tf, _ = _tf()
-    km = keras_step(model, height, width, batch)
+    if model.cfg.binary_activations:
+        km = int8_keras_step(model, height, width, batch)
+    else:
+        km = keras_step(model, height, width, batch)
 
     def representative():
         for state, fire in samples:

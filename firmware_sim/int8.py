@@ -6,7 +6,9 @@ explains each line). A state is int8 NHWC ``[B, H, W, C]`` with one scale ``S`` 
 
     alive  = pixel >= alive_min                          # GREATER(pixel, threshold), see derive()
     p      = conv(state; conv1)                          # 3x3, SAME (out-of-grid = zero point)
+    p      = p >= act1.min_q ? act1.on : act1.off        # binary activations (ban, bnn) only
     h      = conv(p; conv2)                              # 1x1
+    h      = h >= act2.min_q ? act2.on : act2.off        # binary activations (ban, bnn) only
     ds     = conv(h; conv3)                              # 1x1
     m      = mul(ds, fire ? fire_on : fire_off; mul1)    # the fire mask, an int8 input
     m      = mul(m, alive ? alive_on : alive_off; mul2)  # CAST + QUANTIZE of the alive bool
@@ -20,6 +22,11 @@ values int32 unless noted, ``mbqm`` = ``fixedpoint.multiply_by_quantized_multipl
     mul:   y      = clamp(Zout + mbqm((a - Za) * (b - Zb), M, shift), -128, 127)
     add:   a'     = mbqm((a - Za) << 20, Ma, sa);  b' = mbqm((b - Zb) << 20, Mb, sb)
            y      = clamp(mbqm(a' + b', Mo, so) + Zout, -128, 127)
+
+A binary activation is TFLite's GREATER_EQUAL (GREATER for heaviside) of the int8 pre-activation
+with the quantized constant 0, a CAST of the bool and a QUANTIZE of 0.0 / 1.0: monotonic in the
+int8 input, so one threshold ``min_q`` and two int8 outputs (the exporter folds sign into the 0/1
+step: W . sign(x) + b = 2W . [x >= 0] + b - sum W, docs/export.md).
 
 A cell that does not fire (or is dead) gets ``(fire_q - Zfire) = 0`` (``(alive_q - Zalive) =
 0``) in the first (second) MUL, so its ``m`` is the MUL's zero point whatever ``ds`` was: the
@@ -55,6 +62,15 @@ class Conv:
     output_zero: int
     act_min: int
     act_max: int
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A binary activation on an int8 tensor: ``on`` where ``q >= min_q``, else ``off`` (int8 values)."""
+
+    min_q: int  # 128: never on
+    on: int
+    off: int
 
 
 @dataclass(frozen=True)
@@ -96,6 +112,8 @@ class Int8Step:
     mul1: Mul
     mul2: Mul
     add: Add
+    act1: Threshold | None = None  # binary activations (ban, bnn): after conv1 and conv2
+    act2: Threshold | None = None
 
     @property
     def channels(self) -> int:
@@ -141,8 +159,8 @@ def firing_update(params: Int8Step, patches: np.ndarray, trace: dict | None = No
     """The MUL chain's output ``m`` [N, C-1] for N alive, firing cells, from their 3x3
     neighbourhoods [N, 3, 3, C] (int32 values of int8 states)."""
     p = _conv(patches, params.conv1)
-    h = _conv(p, params.conv2)
-    ds = _conv(h, params.conv3)
+    h = _conv(_threshold(p, params.act1), params.conv2)
+    ds = _conv(_threshold(h, params.act2), params.conv3)
     m1 = _mul(ds, np.int32(params.fire_on), params.mul1)
     m = _mul(m1, np.int32(params.alive_on), params.mul2)
     if trace is not None:
@@ -170,6 +188,12 @@ def _conv(inputs: np.ndarray, c: Conv) -> np.ndarray:
     acc = (inputs.reshape(n, -1) - np.int32(c.input_zero)) @ w.T + c.bias.astype(np.int32)
     y = mbqm(acc, c.multiplier, c.shift) + c.output_zero
     return np.clip(y, c.act_min, c.act_max).astype(np.int32)
+
+
+def _threshold(x: np.ndarray, t: Threshold | None) -> np.ndarray:
+    if t is None:
+        return x
+    return np.where(x >= t.min_q, np.int32(t.on), np.int32(t.off)).astype(np.int32)
 
 
 def _mul(a, b, p: Mul) -> np.ndarray:
@@ -248,6 +272,8 @@ def derive(q: dict) -> Int8Step:
         alive_q: (scale, zero)             QUANTIZE's output (the alive mask as int8)
         fire: (scale, zero)                the fire input
         convs: 3 x {weight int8 OHWI, weight_scales [O], bias int32 [O], output (scale, zero), relu}
+        binary: None, or 2 x {const: (value, scale, zero), strict, output: (scale, zero)}: the binary
+                activation after convs 1 and 2 (comparison constant, > instead of >=, QUANTIZE's output)
         muls: 2 x (scale, zero)            outputs of MUL(ds, fire) and MUL(., alive)
         add: (scale, zero)                 output of ADD(state[1:], m)
 
@@ -257,7 +283,9 @@ def derive(q: dict) -> Int8Step:
     f32 = lambda v: float(np.float32(v))  # noqa: E731
     s_state, z_state = f32(q["state"][0]), int(q["state"][1])
     convs, in_scale, in_zero = [], s_state, z_state
-    for c in q["convs"]:
+    binary = q.get("binary") or [None, None]
+    acts: list[Threshold | None] = []
+    for c, b in zip(q["convs"], binary + [None]):
         w = np.asarray(c["weight"], np.int8)
         ws = np.asarray(c["weight_scales"], np.float32)
         s_out, z_out = f32(c["output"][0]), int(c["output"][1])
@@ -267,6 +295,14 @@ def derive(q: dict) -> Int8Step:
                           shift=np.array(shift, np.int32), input_zero=in_zero, output_zero=z_out,
                           act_min=act_min, act_max=127))
         in_scale, in_zero = s_out, z_out
+        if b is not None:  # GREATER_EQUAL(x, constant) -> CAST -> QUANTIZE: the next conv reads QUANTIZE's output
+            value, s_c, z_c = int(b["const"][0]), f32(b["const"][1]), int(b["const"][2])
+            s_q, z_q = f32(b["output"][0]), int(b["output"][1])
+            acts.append(Threshold(min_q=_compare_min(s_out, z_out, value, s_c, z_c, strict=bool(b["strict"])),
+                                  on=_quantize_one(s_q, z_q), off=z_q))
+            in_scale, in_zero = s_q, z_q
+        elif len(acts) < 2:
+            acts.append(None)
 
     def mul(s1, z1, s2, z2, out) -> Mul:
         m, sh = quantize_multiplier(s1 * s2 / f32(out[0]))
@@ -291,29 +327,37 @@ def derive(q: dict) -> Int8Step:
                       alive_min=_alive_min(s_state, z_state, value, s_c, z_c),
                       fire_on=_quantize_one(s_fire, z_fire), fire_off=z_fire,
                       alive_on=_quantize_one(s_alive, z_alive), alive_off=z_alive,
-                      conv1=convs[0], conv2=convs[1], conv3=convs[2], mul1=mul1, mul2=mul2, add=add)
+                      conv1=convs[0], conv2=convs[1], conv3=convs[2], mul1=mul1, mul2=mul2, add=add,
+                      act1=acts[0], act2=acts[1])
     check_bounds(params)
     return params
 
 
 def _alive_min(s_pixel: float, z_pixel: int, value: int, s_const: float, z_const: int) -> int:
-    """The smallest int8 pixel that TFLite's GREATER(pixel, constant) calls alive (128: none).
+    """The smallest int8 pixel that TFLite's GREATER(pixel, constant) calls alive (128: none)."""
+    return _compare_min(s_pixel, z_pixel, value, s_const, z_const, strict=True)
+
+
+def _compare_min(s_x: float, z_x: int, value: int, s_const: float, z_const: int, strict: bool) -> int:
+    """The smallest int8 q for which TFLite's GREATER (strict) or GREATER_EQUAL(x, constant) is
+    true (128: none).
 
     The comparison rescales both sides to a common fixed point (reference ComparisonWithScaling)::
 
         side(q, s, z) = mbqm((q - z) << 8, M(s), shift(s))     M, shift = QuantizeMultiplier(s)
-        alive         = side(pixel, S_pixel, Z_pixel) > side(constant, S_c, Z_c)
+        true          = side(q, S_x, Z_x) > (>=) side(constant, S_c, Z_c)
 
-    which is monotonic in the pixel, so it is one threshold; it is found by evaluating all 256.
+    which is monotonic in q, so it is one threshold; it is found by evaluating all 256.
     """
     qs = np.arange(-128, 128, dtype=np.int32)
-    m_p, sh_p = quantize_multiplier(s_pixel)
+    m_p, sh_p = quantize_multiplier(s_x)
     m_c, sh_c = quantize_multiplier(s_const)
-    left = mbqm((qs - z_pixel) * (1 << COMPARE_LEFT_SHIFT), m_p, sh_p)
+    left = mbqm((qs - z_x) * (1 << COMPARE_LEFT_SHIFT), m_p, sh_p)
     right = mbqm(np.int32((value - z_const) * (1 << COMPARE_LEFT_SHIFT)), m_c, sh_c)
-    hits = np.nonzero(left > right)[0]
-    if len(hits) and not np.all(left[hits[0]:] > right):
-        raise ValueError("alive comparison is not monotonic")
+    true = left > right if strict else left >= right
+    hits = np.nonzero(true)[0]
+    if len(hits) and not np.all(true[hits[0]:]):
+        raise ValueError("comparison is not monotonic")
     return int(qs[hits[0]]) if len(hits) else 128
 
 

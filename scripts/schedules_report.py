@@ -28,6 +28,17 @@ from nca_edge.compare import default_models  # noqa: E402
 from nca_edge.data import load_digits  # noqa: E402
 
 
+def int8_params(data: bytes):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from export.int8_graph import quantization
+    from firmware_sim import int8
+
+    it = Interpreter(model_content=data)
+    it.allocate_tensors()
+    return int8.derive(quantization(it))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="*", default=None)
@@ -38,11 +49,16 @@ def main() -> None:
     d = load_digits()
     rows = []
     for name in a.models or default_models():
-        if "packed" not in export.supported_formats(name):
+        formats = export.supported_formats(name)
+        if "packed" in formats:
+            data, record = export.build(name, "packed")
+            params, _ = blob.loads(data)
+        elif "tflite-int8" in formats:  # binary activations: the int8 file's own parameters
+            data, record = export.build(name, "tflite-int8")
+            params = int8_params(data)
+        else:
             print(f"{name}: no int8 step, skipped", flush=True)
             continue
-        data, record = export.build(name, "packed")
-        params, _ = blob.loads(data)
         ca = record["config"]["ca"]
         for sch in a.schedules:
             t = time.time()

@@ -16,20 +16,21 @@ from firmware_sim import int8
 from firmware_sim.fixedpoint import multiply_by_quantized_multiplier, quantize_multiplier
 from nca_edge.cli import main
 
-VARIANTS = ["float", "bwn"]  # the shipped variants with a tflite-int8 export
+VARIANTS = ["float", "bwn"]  # the shipped variants with packed and C exports
+INT8_VARIANTS = ["float", "bwn", "ban", "bnn"]  # the shipped variants with a tflite-int8 export
 
 
 @pytest.fixture(scope="module")
 def int8_files(tmp_path_factory):
     out = tmp_path_factory.mktemp("int8sim")
     files = {}
-    for v in VARIANTS:
+    for v in INT8_VARIANTS:
         files[v] = out / f"{v}.tflite"
         export_model(v, "tflite-int8", files[v], batch=1)
     return files
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", INT8_VARIANTS)
 @pytest.mark.parametrize("runtime,digits", [("litert", 3), ("tflite-runtime", 2)])
 def test_simulator_is_bit_exact_with_reference_kernels_for_400_steps_with_mutation(int8_files, variant, runtime, digits):
     r = verify_in_child(int8_files[variant], runtime, reference=True, digits=digits, steps=400, mutate_at=200)
@@ -78,6 +79,23 @@ def _params(int8_file):
     it = Interpreter(model_path=str(int8_file))
     it.allocate_tensors()
     return int8.derive(quantization(it))
+
+
+@pytest.mark.parametrize("variant", ["ban", "bnn"])
+def test_binary_activations_are_int8_thresholds_with_two_exact_outputs(int8_files, variant):
+    """GREATER_EQUAL -> CAST -> QUANTIZE after conv1 and conv2: {0, 1} held exactly as -128 / 127,
+    and the next convolution reads that tensor's zero point."""
+    p = _params(int8_files[variant])
+    assert p.act1 is not None and p.act2 is not None
+    for act, nxt, prev in ((p.act1, p.conv2, p.conv1), (p.act2, p.conv3, p.conv2)):
+        assert (act.on, act.off) == (127, -128) and nxt.input_zero == act.off
+        assert prev.act_min == -128 and prev.act_max == 127  # no fused ReLU before a binary activation
+        # the comparison with 0 is "q >= zero point" (the constant is the pre-activation's 0.0)
+        assert act.min_q == prev.output_zero
+    x = np.arange(-128, 128, dtype=np.int32)
+    y = int8._threshold(x, p.act1)
+    assert set(np.unique(y)) == {-128, 127} and np.all((y == 127) == (x >= p.act1.min_q))
+    assert _params(int8_files["float"]).act1 is None
 
 
 def test_a_resting_cell_keeps_its_state_exactly(int8_files):
