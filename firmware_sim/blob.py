@@ -25,6 +25,8 @@ _IO = ("state_zero", "alive_min", "fire_on", "fire_off", "alive_on", "alive_off"
 
 def dumps(p: Int8Step, variant: str, perception: int, hidden: int, n_classes: int, record: bytes = b"") -> bytes:
     """``record``: optional opaque bytes kept as the INT8 tensor ``record`` (the exporter's JSON)."""
+    if p.act1 is not None or p.act2 is not None:
+        raise ValueError("the packed format does not hold binary activations (thresholds) yet")
     t, d = {}, {}
 
     def put(name, value, dtype):

@@ -22,21 +22,11 @@ sys.path.insert(0, str(ROOT))
 from report import command, publish  # noqa: E402
 
 import export  # noqa: E402
+from export.packed_export import int8_step_from_tflite  # noqa: E402
 from firmware_sim import blob  # noqa: E402
 from firmware_sim.protocol import run_int8  # noqa: E402
 from nca_edge.compare import default_models  # noqa: E402
 from nca_edge.data import load_digits  # noqa: E402
-
-
-def int8_params(data: bytes):
-    from ai_edge_litert.interpreter import Interpreter
-
-    from export.int8_graph import quantization
-    from firmware_sim import int8
-
-    it = Interpreter(model_content=data)
-    it.allocate_tensors()
-    return int8.derive(quantization(it))
 
 
 def main() -> None:
@@ -55,7 +45,7 @@ def main() -> None:
             params, _ = blob.loads(data)
         elif "tflite-int8" in formats:  # binary activations: the int8 file's own parameters
             data, record = export.build(name, "tflite-int8")
-            params = int8_params(data)
+            params = int8_step_from_tflite(data)
         else:
             print(f"{name}: no int8 step, skipped", flush=True)
             continue

@@ -338,3 +338,18 @@ def test_vectors_replay_with_the_step_and_refuse_an_existing_directory(int8_file
     assert hexed == arr["labels"].reshape(-1).view(np.uint8).tolist()
     res = CliRunner().invoke(main, ["vectors", str(int8_files["bwn"]), "-o", str(out), "--digits", "1", "--steps", "1"])
     assert res.exit_code == 1 and "exists" in res.output
+
+
+def test_binary_activation_steps_simulate_but_are_not_packed_yet(int8_files, tmp_path):
+    from firmware_sim import blob
+
+    p = _params(int8_files["ban"])
+    with pytest.raises(ValueError, match="binary activations"):
+        blob.dumps(p, "ban", 80, 80, 10)
+    res = CliRunner().invoke(main, ["vectors", str(int8_files["ban"]), "-o", str(tmp_path / "v"), "--digits", "1",
+                                    "--steps", "2"])
+    assert res.exit_code == 1 and "binary activations" in res.output and not (tmp_path / "v").exists()
+    res = CliRunner().invoke(main, ["simulate", str(int8_files["ban"]), "--digit", "0", "--steps", "4",
+                                    "--gif", str(tmp_path / "ban.gif")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "ban.gif").stat().st_size > 0
