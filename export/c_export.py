@@ -61,6 +61,8 @@ def model_header(p: int8.Int8Step, cfg, source: str = "") -> str:
             f"    {p.state_zero}, {p.alive_min}, {p.fire_on}, {p.fire_off}, {p.alive_on}, {p.alive_off},",
             "    nca_pixel_lut,",
             "    {\n" + ",\n".join(convs) + "\n    },",
+            "    {" + ", ".join("{0, 0, 0, 0}" if t is None else f"{{1, {t.min_q}, {t.on}, {t.off}}}"
+                            for t in (p.act1, p.act2)) + "},",
             f"    {{{m1.in1_zero}, {m1.in2_zero}, {m1.output_zero}, {m1.multiplier}, {m1.shift}}},",
             f"    {{{m2.in1_zero}, {m2.in2_zero}, {m2.output_zero}, {m2.multiplier}, {m2.shift}}},",
             f"    {{{a.in1_zero}, {a.in2_zero}, {a.output_zero}, {a.in1_multiplier}, {a.in1_shift}, {a.in2_multiplier}, "

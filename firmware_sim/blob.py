@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import packed as pk
-from .int8 import Add, Conv, Int8Step, Mul, check_bounds
+from .int8 import Add, Conv, Int8Step, Mul, Threshold, check_bounds
 
 FLAG_INT8_STEP = 1  # header flags bit 0: the tensors are an int8 step (this module's set)
 
@@ -20,13 +20,12 @@ _CONV_Q = ("input_zero", "output_zero", "act_min", "act_max")
 _MUL = ("in1_zero", "in2_zero", "output_zero", "multiplier", "shift")
 _ADD = ("in1_zero", "in2_zero", "output_zero", "in1_multiplier", "in1_shift", "in2_multiplier", "in2_shift",
         "out_multiplier", "out_shift")
+_ACT = ("min_q", "on", "off")
 _IO = ("state_zero", "alive_min", "fire_on", "fire_off", "alive_on", "alive_off")
 
 
 def dumps(p: Int8Step, variant: str, perception: int, hidden: int, n_classes: int, record: bytes = b"") -> bytes:
     """``record``: optional opaque bytes kept as the INT8 tensor ``record`` (the exporter's JSON)."""
-    if p.act1 is not None or p.act2 is not None:
-        raise ValueError("the packed format does not hold binary activations (thresholds) yet")
     t, d = {}, {}
 
     def put(name, value, dtype):
@@ -49,6 +48,9 @@ def dumps(p: Int8Step, variant: str, perception: int, hidden: int, n_classes: in
     put("mul1", [getattr(p.mul1, f) for f in _MUL], pk.INT32)
     put("mul2", [getattr(p.mul2, f) for f in _MUL], pk.INT32)
     put("add", [getattr(p.add, f) for f in _ADD], pk.INT32)
+    for name, act in (("act1", p.act1), ("act2", p.act2)):  # binary activations (ban, bnn) only
+        if act is not None:
+            put(name, [getattr(act, f) for f in _ACT], pk.INT32)
     if record:
         put("record", np.frombuffer(record, np.int8), pk.INT8)
     return pk.write(pk.Packed(variant, p.channels, perception, hidden, n_classes, tensors=t, dtypes=d,
@@ -75,8 +77,9 @@ def loads(data: bytes) -> tuple[Int8Step, pk.Packed]:
                               **dict(zip(_CONV_Q, q[:4]))))
         mul1, mul2 = (Mul(**dict(zip(_MUL, (int(v) for v in t[n])))) for n in ("mul1", "mul2"))
         add = Add(**dict(zip(_ADD, (int(v) for v in t["add"]))))
+        acts = [Threshold(**dict(zip(_ACT, (int(v) for v in t[n])))) if n in t else None for n in ("act1", "act2")]
         step = Int8Step(pixel_lut=t["pixel_lut"].astype(np.int8), conv1=convs[0], conv2=convs[1], conv3=convs[2],
-                        mul1=mul1, mul2=mul2, add=add, **io)
+                        mul1=mul1, mul2=mul2, add=add, act1=acts[0], act2=acts[1], **io)
     except (KeyError, ValueError, TypeError) as e:
         raise pk.PackedFormatError(f"incomplete int8 step: {e}") from None
     if step.channels != b.channels:

@@ -408,11 +408,6 @@ def _int8_step(model: str):
         raise NCAEdgeError(f"{path}: {e}") from None
     import export
 
-    if "packed" not in export.supported_formats(model) and "tflite-int8" in export.supported_formats(model):
-        from export.packed_export import int8_step_from_tflite  # binary activations: the int8 file's own step
-
-        data, record = export.build(model, "tflite-int8")
-        return int8_step_from_tflite(data), record["config"]["ca"]
     data, record = export.build(model, "packed")
     return blob.loads(data)[0], record["config"]["ca"]
 
@@ -503,9 +498,6 @@ def vectors_cmd(artifact, out, digits, steps, mask_seed, mutate_at, hex_files, f
     d = load_digits(dataset, data_dir)
     if digits > len(d.test_x):
         raise NCAEdgeError(f"--digits {digits}: the test set has {len(d.test_x)} digits")
-    if step.act1 is not None:
-        raise NCAEdgeError(f"{artifact}: test vectors carry a packed blob, which does not hold binary activations "
-                           "yet; use nca-edge verify or simulate for this model")
     packed = Path(artifact).read_bytes() if artifact.endswith(".ncap") else blob.dumps(
         step, ca["quant"], ca["perception"], ca["hidden"], ca["n_classes"])
     meta = vec.write(out, step, packed, d.test_x[:digits], steps, mask_seed, ca["fire_rate"], ca["n_classes"],

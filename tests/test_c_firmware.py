@@ -14,7 +14,7 @@ from export import export_model
 from export.verify_c import toolchain_missing, verify_c
 from nca_edge.cli import main
 
-VARIANTS = ["float", "bwn"]
+VARIANTS = ["float", "bwn", "ban", "bnn"]
 
 
 @pytest.fixture(scope="module")

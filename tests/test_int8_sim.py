@@ -170,7 +170,7 @@ def _same_step(a: int8.Int8Step, b: int8.Int8Step) -> None:
             assert x == y, f.name
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", INT8_VARIANTS)
 def test_packed_export_holds_exactly_the_int8_files_integers(int8_files, variant, tmp_path):
     from firmware_sim import blob, packed
 
@@ -178,10 +178,12 @@ def test_packed_export_holds_exactly_the_int8_files_integers(int8_files, variant
     export_model(variant, "packed", path)
     step, b = blob.load(path)
     _same_step(step, _params(int8_files[variant]))
-    # binary kernels at 1 bit: bwn's hidden layer; float has none
+    # binary kernels at 1 bit: the hidden layer of bwn and bnn; float and ban have none
     kinds = {n: b.dtypes[n] for n in ("conv1.w", "conv2.w", "conv3.w")}
-    assert kinds == ({"conv1.w": packed.INT8, "conv2.w": packed.BITS, "conv3.w": packed.INT8} if variant == "bwn"
+    assert kinds == ({"conv1.w": packed.INT8, "conv2.w": packed.BITS, "conv3.w": packed.INT8} if variant in ("bwn", "bnn")
                      else dict.fromkeys(kinds, packed.INT8))
+    # binary activations (ban, bnn): the two thresholds are in the blob, and only there
+    assert ("act1" in b.tensors and "act2" in b.tensors) == (variant in ("ban", "bnn"))
 
 
 def test_packed_blob_round_trips_and_refuses_a_non_step_blob(int8_files):
@@ -340,15 +342,14 @@ def test_vectors_replay_with_the_step_and_refuse_an_existing_directory(int8_file
     assert res.exit_code == 1 and "exists" in res.output
 
 
-def test_binary_activation_steps_simulate_but_are_not_packed_yet(int8_files, tmp_path):
-    from firmware_sim import blob
-
-    p = _params(int8_files["ban"])
-    with pytest.raises(ValueError, match="binary activations"):
-        blob.dumps(p, "ban", 80, 80, 10)
+def test_binary_activation_models_simulate_and_write_vectors_from_their_int8_step(int8_files, tmp_path):
     res = CliRunner().invoke(main, ["vectors", str(int8_files["ban"]), "-o", str(tmp_path / "v"), "--digits", "1",
                                     "--steps", "2"])
-    assert res.exit_code == 1 and "binary activations" in res.output and not (tmp_path / "v").exists()
+    assert res.exit_code == 0, res.output
+    from firmware_sim import blob
+
+    step, _ = blob.load(tmp_path / "v" / "params.ncap")
+    _same_step(step, _params(int8_files["ban"]))
     res = CliRunner().invoke(main, ["simulate", str(int8_files["ban"]), "--digit", "0", "--steps", "4",
                                     "--gif", str(tmp_path / "ban.gif")])
     assert res.exit_code == 0, res.output

@@ -66,6 +66,13 @@ static void conv(const nca_conv_t *c, const int32_t *in, const uint8_t *valid, i
     }
 }
 
+/* A binary activation on n values, in place (docs/integer_semantics.md, "Binary activations"). */
+static void threshold(const nca_act_t *a, int32_t *v, int n) {
+    int i;
+    if (!a->enabled) return;
+    for (i = 0; i < n; i++) v[i] = v[i] >= a->min_q ? a->on : a->off;
+}
+
 static int32_t mul(const nca_mul_t *p, int32_t a, int32_t b) {
     return clamp(p->zout + mbqm((a - p->za) * (b - p->zb), p->mult, p->shift), -128, 127);
 }
@@ -110,7 +117,9 @@ int nca_step(const nca_model_t *m, int8_t *state, int h, int w, const uint8_t *f
                     }
                 }
                 conv(&m->conv[0], patch, valid, C, p);
+                threshold(&m->act[0], p, m->perception);
                 conv(&m->conv[1], p, all, m->perception, hid);
+                threshold(&m->act[1], hid, m->hidden);
                 conv(&m->conv[2], hid, all, m->hidden, ds);
                 for (c = 1; c < C; c++) {
                     int32_t m1 = mul(&m->mul1, ds[c - 1], fq);

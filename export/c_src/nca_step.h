@@ -19,6 +19,9 @@ typedef struct {
     int32_t zin, zout, act_min, act_max;
 } nca_conv_t;
 
+/* A binary activation (ban, bnn): q >= min_q ? on : off, after conv 0 and conv 1. */
+typedef struct { int32_t enabled, min_q, on, off; } nca_act_t;
+
 typedef struct { int32_t za, zb, zout, mult, shift; } nca_mul_t;
 typedef struct { int32_t za, zb, zout, ma, sa, mb, sb, mo, so; } nca_add_t;
 
@@ -27,6 +30,7 @@ typedef struct {
     int32_t state_zero, alive_min, fire_on, fire_off, alive_on, alive_off;
     const int8_t *pixel_lut;   /* [256] */
     nca_conv_t conv[3];
+    nca_act_t act[2];          /* enabled = 0: no binary activation (float, bwn: fused ReLU in act_min) */
     nca_mul_t mul1, mul2;
     nca_add_t add;
 } nca_model_t;
