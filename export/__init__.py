@@ -151,9 +151,6 @@ def _check_supported(fmt: str, cfg) -> None:
     if fmt in ("tflite-int8", "onnx-qdq", "packed", "c") and cfg.binary_input:
         raise NCAEdgeError(f"format {fmt}: a binarized state input (binary_input) has no int8 step yet; "
                            "use --format tflite, onnx or lce")
-    if fmt == "onnx-qdq" and cfg.binary_activations:
-        raise NCAEdgeError(f"format {fmt}: the {cfg.quant} variant's binary activations are in the int8 step "
-                           "(--format tflite-int8, packed, c) but not yet in this format; use one of those, tflite, onnx or lce")
 
 
 def supported_formats(model_ref: str) -> list[str]:

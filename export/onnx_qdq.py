@@ -8,6 +8,8 @@ channel (a binary kernel is int8 +-127 times alpha_o / 127: exactly +-alpha_o)::
     alive = Cast(Greater(x[:, :1], 0.1))
     p     = QDQ(Relu(Conv3x3(x; DQ(W1), b1)); conv 1 output)
     h     = QDQ(Relu(Conv1x1(p; DQ(W2), b2)); conv 2 output)
+                                                      # ban/bnn: no Relu; p and h pass
+                                                      # QDQ(Cast(GreaterOrEqual(., 0))) (exact 0/1)
     ds    = QDQ(Conv1x1(h; DQ(W3), b3); conv 3 output)
     m     = QDQ(QDQ(ds * fire; mul 1) * alive; mul 2)
     out   = Concat(x[:, :1], QDQ(x[:, 1:] + m; add))  # float32, on the int8 grid
@@ -69,6 +71,14 @@ def onnx_qdq_bytes(q: dict, cfg, record: str = "") -> bytes:
             y = f"relu{i}"
         x = qdq(y, *conv["output"], f"a{i}")
         s_in = float(conv["output"][0])
+        if q.get("binary") and i <= 2:  # the 0/1 step of the int8 pre-activation, as the file's comparison chain
+            b = q["binary"][i - 1]
+            value, s_c, z_c = b["const"]
+            op = "Greater" if b["strict"] else "GreaterOrEqual"
+            nodes.append(helper.make_node(op, [x, const(f"t{i}", np.float32((value - z_c) * s_c))], [f"step{i}_b"]))
+            nodes.append(helper.make_node("Cast", [f"step{i}_b"], [f"step{i}"], to=TensorProto.FLOAT))
+            x = qdq(f"step{i}", *b["output"], f"h{i}")
+            s_in = float(b["output"][0])
     fire = qdq("fire", *q["fire"], "fire_q")
     nodes.append(helper.make_node("Mul", [x, fire], ["m1raw"]))
     m1 = qdq("m1raw", *q["muls"][0], "m1")
