@@ -2,7 +2,7 @@
 
 Integer exports are checked against this model (accuracy and agreement within 1 point); the
 bit-level semantics live in ``firmware_sim``, not here. It reads every quantization parameter
-(and the int32 biases, dequantized) from the int8 TFLite file and simulates each quantized tensor as
+from the int8 TFLite file and simulates each quantized tensor as
 ``fq(x; s, z) = (clamp(round(x / s) + z, -128, 127) - z) * s``::
 
     x   = fq(state; state)                                  (the int8 state)
@@ -51,17 +51,12 @@ def int8_params(path) -> dict:
     ops = it._get_ops_details()
     out = lambda op: tuple(tensors[int(op["outputs"][0])]["quantization"])  # noqa: E731
     convs = [out(o) for o in ops if o["op_name"] == "CONV_2D"]
-    biases = []  # dequantized int32 biases (the converter's rounding of b / (S_in S_w[o]) matters at binary thresholds)
-    for o in ops:
-        if o["op_name"] == "CONV_2D":
-            b_i = int(o["inputs"][2])
-            biases.append(it.get_tensor(b_i).astype(np.float64) * tensors[b_i]["quantization_parameters"]["scales"])
     muls = [out(o) for o in ops if o["op_name"] == "MUL"]
     adds = [out(o) for o in ops if o["op_name"] == "ADD"]
     state = next(tuple(d["quantization"]) for d in it.get_input_details() if "state" in d["name"])
     if len(convs) != 3 or len(muls) != 2 or len(adds) != 1:
         raise NCAEdgeError(f"{path}: not the int8 step graph nca-edge exports (ops {[o['op_name'] for o in ops]})")
-    return {"state": state, "conv": convs, "mul": muls, "add": adds[0], "bias": biases}
+    return {"state": state, "conv": convs, "mul": muls, "add": adds[0]}
 
 
 class FakeQuantRunner:
@@ -75,11 +70,13 @@ class FakeQuantRunner:
         self.q = int8_params(tflite_int8_path)
         with torch.no_grad():
             kernels = [w.detach().float() for w in model.kernels()]
+            self.b = [c.bias.detach().float() for c in model.convs()]
             if self.cfg.binary_activations and self.cfg.binary_act == "sign":
                 # as the file holds them: W . sign(x) + b = (2W) . [x >= 0] + (b - sum W) (export.tflite_export)
-                kernels[1], kernels[2] = 2.0 * kernels[1], 2.0 * kernels[2]
+                for i in (1, 2):
+                    self.b[i] = self.b[i] - kernels[i].sum(dim=(1, 2, 3))
+                    kernels[i] = 2.0 * kernels[i]
             self.w = [_fq_w(w) for w in kernels]
-            self.b = [torch.from_numpy(b).float() for b in self.q["bias"]]  # the file's (folded) biases
             # (dy, dx, c)-ordered matrices for the alive-cell layout (nca_edge.cells)
             self.w_cells = [w.permute(0, 2, 3, 1).reshape(w.shape[0], -1) for w in self.w]
         self._plan = self._plan_pixels = None
