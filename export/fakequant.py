@@ -29,6 +29,8 @@ import torch.nn.functional as F
 
 from nca_edge.errors import NCAEdgeError
 
+from .tflite_export import int8_step_weights
+
 
 def _fq(x: torch.Tensor, scale: float, zero: int) -> torch.Tensor:
     return (torch.clamp(torch.round(x / scale) + zero, -128, 127) - zero) * scale
@@ -69,13 +71,7 @@ class FakeQuantRunner:
         self.cfg = model.cfg
         self.q = int8_params(tflite_int8_path)
         with torch.no_grad():
-            kernels = [w.detach().float() for w in model.kernels()]
-            self.b = [c.bias.detach().float() for c in model.convs()]
-            if self.cfg.binary_activations and self.cfg.binary_act == "sign":
-                # as the file holds them: W . sign(x) + b = (2W) . [x >= 0] + (b - sum W) (export.tflite_export)
-                for i in (1, 2):
-                    self.b[i] = self.b[i] - kernels[i].sum(dim=(1, 2, 3))
-                    kernels[i] = 2.0 * kernels[i]
+            kernels, self.b = int8_step_weights(model)  # as the file holds them (sign folded for ban/bnn)
             self.w = [_fq_w(w) for w in kernels]
             # (dy, dx, c)-ordered matrices for the alive-cell layout (nca_edge.cells)
             self.w_cells = [w.permute(0, 2, 3, 1).reshape(w.shape[0], -1) for w in self.w]

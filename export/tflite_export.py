@@ -40,6 +40,20 @@ def keras_step(model: CAModel, height: int, width: int, batch: int):
     return km
 
 
+def int8_step_weights(model: CAModel) -> tuple[list, list]:
+    """The kernels and biases (torch, OIHW) the int8 step holds: the model's effective kernels, with
+    sign folded into the 0/1 step for binary activations: W . sign(x) + b = (2W) . [x >= 0] + (b - sum W)
+    for the two layers after a sign activation. The one place this fold is written (the converter
+    input here, the fake-quant model in export.fakequant)."""
+    kernels = [k.detach().float().cpu() for k in model.kernels()]
+    biases = [c.bias.detach().float().cpu() for c in model.convs()]
+    if model.cfg.binary_activations and model.cfg.binary_act == "sign":
+        for i in (1, 2):
+            biases[i] = biases[i] - kernels[i].sum(dim=(1, 2, 3))
+            kernels[i] = 2.0 * kernels[i]
+    return kernels, biases
+
+
 def int8_keras_step(model: CAModel, height: int, width: int, batch: int):
     """The step for integer conversion of a binary-activation model (module docstring)."""
     import numpy as np
@@ -52,8 +66,7 @@ def int8_keras_step(model: CAModel, height: int, width: int, batch: int):
     tf, _ = lm._tf()
     keras = tf.keras
     strict = cfg.binary_act == "heaviside"
-    kernels = [k.detach().cpu().numpy() for k in model.kernels()]
-    biases = [c.bias.detach().cpu().numpy() for c in model.convs()]
+    kernels, biases = int8_step_weights(model)
     state = keras.Input((height, width, cfg.channels), batch_size=batch, name="state")
     fire = keras.Input((height, width, 1), batch_size=batch, name="fire")
     x = keras.layers.ZeroPadding2D(1, name="pad")(state)
@@ -68,11 +81,8 @@ def int8_keras_step(model: CAModel, height: int, width: int, batch: int):
     _, CAUpdate, _ = lm._layers()
     nxt = CAUpdate(cfg.alive_threshold, None, name="ca_update")([state, x, fire])
     km = keras.Model([state, fire], nxt, name=f"nca_step_{cfg.quant}_int8")
-    for i, conv in enumerate(layers):
-        w, b = kernels[i], biases[i]
-        if i and not strict:  # W . sign(x) + b = (2W) . [x >= 0] + (b - sum W)
-            w, b = 2.0 * w, b - w.sum(axis=(1, 2, 3))
-        conv.set_weights([np.transpose(w, (2, 3, 1, 0)), b.astype(np.float32)])
+    for conv, w, b in zip(layers, kernels, biases):
+        conv.set_weights([np.transpose(w.numpy(), (2, 3, 1, 0)), b.numpy()])
     return km
 
 

@@ -283,9 +283,9 @@ def derive(q: dict) -> Int8Step:
     f32 = lambda v: float(np.float32(v))  # noqa: E731
     s_state, z_state = f32(q["state"][0]), int(q["state"][1])
     convs, in_scale, in_zero = [], s_state, z_state
-    binary = q.get("binary") or [None, None]
-    acts: list[Threshold | None] = []
-    for c, b in zip(q["convs"], binary + [None]):
+    binary = (q.get("binary") or [None, None]) + [None]  # after conv1, conv2; never after conv3
+    acts: list[Threshold | None] = [None, None]
+    for i, (c, b) in enumerate(zip(q["convs"], binary)):
         w = np.asarray(c["weight"], np.int8)
         ws = np.asarray(c["weight_scales"], np.float32)
         s_out, z_out = f32(c["output"][0]), int(c["output"][1])
@@ -298,11 +298,9 @@ def derive(q: dict) -> Int8Step:
         if b is not None:  # GREATER_EQUAL(x, constant) -> CAST -> QUANTIZE: the next conv reads QUANTIZE's output
             value, s_c, z_c = int(b["const"][0]), f32(b["const"][1]), int(b["const"][2])
             s_q, z_q = f32(b["output"][0]), int(b["output"][1])
-            acts.append(Threshold(min_q=_compare_min(s_out, z_out, value, s_c, z_c, strict=bool(b["strict"])),
-                                  on=_quantize_one(s_q, z_q), off=z_q))
+            acts[i] = Threshold(min_q=_compare_min(s_out, z_out, value, s_c, z_c, strict=bool(b["strict"])),
+                                on=_quantize_one(s_q, z_q), off=z_q)
             in_scale, in_zero = s_q, z_q
-        elif len(acts) < 2:
-            acts.append(None)
 
     def mul(s1, z1, s2, z2, out) -> Mul:
         m, sh = quantize_multiplier(s1 * s2 / f32(out[0]))
