@@ -4,7 +4,9 @@
 reads it back, bit for bit. Kernels are stored at their true bit width: a kernel whose every
 value is +-k (a binary kernel, which the int8 export stores as +-127) is a BITS tensor plus the
 magnitude k; any other kernel is INT8. Kernels are flattened to [O, K] with K in TFLite's
-(dy, dx, channel) order, the reduction axis.
+(dy, dx, channel) order, the reduction axis. A depthwise-structured 3x3 kernel (output o reads
+input channel o // m only, m = O / C; every other weight 0) is stored as its non-zero taps only,
+INT8 [O, kh*kw], with m in ``convN.q``: lossless, and the size the model really needs.
 """
 
 from __future__ import annotations
@@ -24,6 +26,30 @@ _ACT = ("min_q", "on", "off")
 _IO = ("state_zero", "alive_min", "fire_on", "fire_off", "alive_on", "alive_off")
 
 
+def depthwise_taps(c: Conv) -> tuple[np.ndarray, int] | None:
+    """(taps int8 [O, kh*kw], m) if output o of the kernel reads input channel o // m only, with
+    m = O / C outputs per channel; None for any other kernel (including 1x1 kernels)."""
+    o, kh, kw, cin = c.weight.shape
+    if kh * kw == 1 or cin == 1 or o % cin:
+        return None
+    m = o // cin
+    own = np.arange(o) // m
+    w = c.weight.reshape(o, kh * kw, cin)
+    others = np.ones((o, cin), bool)
+    others[np.arange(o), own] = False
+    if np.any(w.transpose(0, 2, 1)[others]):
+        return None
+    return w[np.arange(o), :, own].astype(np.int8), m
+
+
+def dense_from_depthwise(taps: np.ndarray, m: int, kh: int, kw: int, cin: int) -> np.ndarray:
+    """The dense int8 kernel [O, kh, kw, C] of a depthwise one stored as taps [O, kh*kw]."""
+    o = taps.shape[0]
+    w = np.zeros((o, kh * kw, cin), np.int8)
+    w[np.arange(o), :, np.arange(o) // m] = taps
+    return w.reshape(o, kh, kw, cin)
+
+
 def dumps(p: Int8Step, variant: str, perception: int, hidden: int, n_classes: int, record: bytes = b"") -> bytes:
     """``record``: optional opaque bytes kept as the INT8 tensor ``record`` (the exporter's JSON)."""
     t, d = {}, {}
@@ -37,11 +63,15 @@ def dumps(p: Int8Step, variant: str, perception: int, hidden: int, n_classes: in
         w = c.weight.reshape(c.weight.shape[0], -1).astype(np.int32)
         k = int(np.abs(w).max())
         binary = k > 0 and bool(np.all(np.abs(w) == k))
+        dw = None if binary else depthwise_taps(c)
         if binary:
             put(f"conv{i}.w", np.sign(w), pk.BITS)
+        elif dw is not None:
+            put(f"conv{i}.w", dw[0], pk.INT8)
         else:
             put(f"conv{i}.w", w, pk.INT8)
-        put(f"conv{i}.q", [getattr(c, f) for f in _CONV_Q] + [k if binary else 0, *c.weight.shape[1:]], pk.INT32)
+        put(f"conv{i}.q", [getattr(c, f) for f in _CONV_Q] + [k if binary else 0, *c.weight.shape[1:], dw[1] if dw else 0],
+            pk.INT32)
         put(f"conv{i}.bias", c.bias, pk.INT32)
         put(f"conv{i}.mult", c.multiplier, pk.INT32)
         put(f"conv{i}.shift", c.shift, pk.INT8)
@@ -68,10 +98,12 @@ def loads(data: bytes) -> tuple[Int8Step, pk.Packed]:
         convs = []
         for i in (1, 2, 3):
             q = [int(v) for v in t[f"conv{i}.q"]]
-            kh, kw, cin = q[5:8]
+            kh, kw, cin, m = q[5:9]
             w = t[f"conv{i}.w"].astype(np.int32)
             if b.dtypes[f"conv{i}.w"] == pk.BITS:
                 w = w * q[4]
+            if m:
+                w = dense_from_depthwise(w.astype(np.int8), m, kh, kw, cin)
             convs.append(Conv(weight=w.reshape(-1, kh, kw, cin).astype(np.int8), bias=t[f"conv{i}.bias"].astype(np.int32),
                               multiplier=t[f"conv{i}.mult"].astype(np.int32), shift=t[f"conv{i}.shift"].astype(np.int32),
                               **dict(zip(_CONV_Q, q[:4]))))

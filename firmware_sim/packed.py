@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 MAGIC = b"NCAP"
-VERSION = 1
+VERSION = 2  # 2: convN.q gains the depth multiplier (depthwise kernels stored as their taps)
 HEADER = struct.Struct("<4sHHIBBBBHHHHHH4x")  # 32 bytes
 ENTRY = struct.Struct("<24sBB2x6I4x")  # 56 bytes: name, dtype, ndim, pad, 4 dims, offset, nbytes, pad
 ARCH_SELFCLASS_V1 = 1  # 3x3 conv -> 1x1 -> 1x1 residual update (nca_edge.model.CAModel)

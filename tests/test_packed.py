@@ -56,7 +56,7 @@ def _resign(blob: bytearray) -> bytes:
     (lambda b: b[:20], "truncated"),
     (lambda b: b[:300] + bytes([b[300] ^ 0x10]) + b[301:], "CRC32 mismatch"),
     (lambda b: b"NCAQ" + b[4:], "wrong magic"),
-    (lambda b: _resign(bytearray(b[:4] + struct.pack("<H", 2) + b[6:])), "version 2"),
+    (lambda b: _resign(bytearray(b[:4] + struct.pack("<H", 7) + b[6:])), "version 7"),
     (lambda b: b + b"\0", "unexpected bytes"),
 ])
 def test_bad_files_are_refused_with_the_reason(damage, message):
