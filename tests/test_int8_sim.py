@@ -354,3 +354,69 @@ def test_binary_activation_models_simulate_and_write_vectors_from_their_int8_ste
                                     "--gif", str(tmp_path / "ban.gif")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "ban.gif").stat().st_size > 0
+
+
+# ------------------------------------------------------------------ the XNOR/popcount path
+
+
+@pytest.mark.parametrize("variant", ["ban", "bnn"])
+def test_accumulator_thresholds_turn_a_unit_on_exactly_where_requantization_does(int8_files, variant):
+    """acc >= T[o] <=> clamp(MBQM(acc) + Zout) >= min_q, checked at T - 2 .. T + 2 for every unit and
+    on 2,000 random accumulators inside the layer's bound."""
+    from firmware_sim import xnor
+
+    p = _params(int8_files[variant])
+    bounds = int8.accumulator_bounds(p)
+    rng = np.random.default_rng(0)
+    for name, c, act, t in (("conv1", p.conv1, p.act1, xnor.thresholds(p)[0]), ("conv2", p.conv2, p.act2, xnor.thresholds(p)[1])):
+        acc = np.concatenate([t[None, :] + np.arange(-2, 3)[:, None],
+                              rng.integers(-bounds[name], bounds[name] + 1, (2000, t.size))])
+        acc = np.clip(acc, -bounds[name], bounds[name]).astype(np.int32)
+        q = np.clip(multiply_by_quantized_multiplier(acc, c.multiplier, c.shift) + c.output_zero, c.act_min, c.act_max)
+        assert np.array_equal(q >= act.min_q, acc >= t), name
+        assert np.all(q[2][t <= bounds[name]] >= act.min_q)  # T itself turns the unit on
+        assert (t > -bounds[name]).any()  # not all trivially on: the threshold moves
+
+
+@pytest.mark.parametrize("variant", ["ban", "bnn"])
+def test_xnor_popcount_update_equals_the_int8_definition(int8_files, variant):
+    """firmware_sim.xnor.firing_update (thresholds, folded biases, popcounts) gives the same m as
+    int8.firing_update on real neighbourhoods (two digits, 30 steps) and on random ones."""
+    from firmware_sim import xnor
+    from firmware_sim.prng import fire_mask
+
+    p = _params(int8_files[variant])
+    _, s = _grids(p, 2)
+    patches = []
+    for t in range(30):
+        x = s.astype(np.int32)
+        b, yy, xx = np.nonzero(x[..., 0] >= p.alive_min)
+        patches.append(int8._patches(x, b, yy, xx, p.conv1.input_zero))
+        s = int8.step(p, s, fire_mask(0, np.arange(2), t, 28, 28))
+    rng = np.random.default_rng(1)
+    patches.append(rng.integers(-128, 128, (500, 3, 3, p.channels)).astype(np.int32))
+    patches = np.concatenate(patches)
+    assert np.array_equal(xnor.firing_update(p, patches), int8.firing_update(p, patches))
+    with pytest.raises(ValueError, match="binary activations"):
+        xnor.firing_update(_params(int8_files["float"]), patches[:2])
+
+
+def test_popcount_counts_set_bits_of_uint32_words():
+    from firmware_sim.xnor import popcount
+
+    words = np.array([[0, 1, 0xFFFFFFFF], [0x80000001, 0x0F0F0F0F, 0x12345678]], np.uint32)
+    assert popcount(words).tolist() == [33, 2 + 16 + 13]
+
+
+def test_a_depthwise_kernel_is_stored_as_its_taps_and_read_back_dense(int8_files):
+    """The shipped bnn's 3x3 perception is depthwise: the blob holds 9 int8 taps per output (not
+    9 C), and the reader rebuilds the same dense kernel; a dense kernel is not mistaken for one."""
+    from firmware_sim import blob
+
+    p = _params(int8_files["bnn"])
+    taps, m = blob.depthwise_taps(p.conv1)
+    assert taps.shape == (p.conv1.weight.shape[0], 9) and m == p.conv1.weight.shape[0] // p.channels
+    q, b = blob.loads(blob.dumps(p, "bnn", 80, 80, 10))
+    _same_step(p, q)
+    assert b.tensors["conv1.w"].shape == taps.shape
+    assert blob.depthwise_taps(_params(int8_files["float"]).conv1) is None
