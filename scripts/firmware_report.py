@@ -7,11 +7,13 @@ For each model with a C export (`nca-edge export MODEL --format c`, into out/fir
   at 200) and `--target m4` on 2 digits (QEMU mps2-an386), when the tools are installed;
 * flash: text + rodata of the step and the model constants (`make m4-size`, arm-none-eabi-gcc
   -O2, built for a 28x28 grid: -DNCA_MAX_WIDTH=28 -DNCA_MAX_CHANNELS=20);
-* RAM for a 28x28 grid: the state (28 x 28 x C bytes) + the step's static buffers (.bss) + its
-  stack frame (-fstack-usage);
-* instructions per cell-step on the host: valgrind --tool=callgrind, (run of S steps - run of
-  0 steps) / (S x 784 cells), one digit;
-* cell-updates/s on the host, C (-O2) vs firmware_sim (numpy) vs TFLite int8 (litert, XNNPACK and
+* RAM for a 28x28 grid: the state (28 x 28 x C bytes) + the step's static buffers and tables
+  (.bss) + the stack: the sum of every function's frame in nca_step.c (-fstack-usage; an upper
+  bound, since nothing recurses);
+* instructions per cell-step on the host: valgrind --tool=callgrind, counting inside nca_step
+  only (--toggle-collect), / (S x 784 cells), one digit, S = 50 steps;
+* cell-updates/s on the host, C (-O2; the driver's benchmark mode: processor time of the steps
+  alone, masks made before) vs firmware_sim (numpy) vs TFLite int8 (litert, XNNPACK and
   reference kernels), same 8 digits x 100 steps, one thread, one run.
 """
 
@@ -62,29 +64,21 @@ def m4_footprint(src: Path, channels: int) -> dict:
             m = re.match(r"\.(text|rodata|bss|data)\S*\s+(\d+)", line.strip())
             if m:
                 sizes[m.group(1)] += int(m.group(2))
-        stack = 0
-        for line in (tmp / "nca_step.su").read_text().splitlines():
-            if ":nca_step\t" in line or line.split("\t")[0].endswith(":nca_step"):
-                stack = int(line.split("\t")[1])
-        callees = [int(v.split("\t")[1]) for v in (tmp / "nca_step.su").read_text().splitlines()
-                   if not v.split("\t")[0].endswith(":nca_step")]
+        frames = [int(v.split("\t")[1]) for v in (tmp / "nca_step.su").read_text().splitlines() if v.strip()]
     state = 28 * 28 * channels
     return {"flash_bytes": sizes["text"] + sizes["rodata"] + sizes["data"], "text": sizes["text"],
-            "rodata": sizes["rodata"], "bss": sizes["bss"], "stack_nca_step": stack,
-            "stack_max_callee": max(callees, default=0),
-            "ram_28x28_bytes": state + sizes["bss"] + sizes["data"] + stack + max(callees, default=0)}
+            "rodata": sizes["rodata"], "bss": sizes["bss"], "stack_bound": sum(frames),
+            "ram_28x28_bytes": state + sizes["bss"] + sizes["data"] + sum(frames)}
 
 
 def callgrind_per_cell(exe: Path, work: Path, channels: int, steps: int = 50) -> float:
-    def instructions(s: int) -> int:
-        out = work / f"cg.{s}"
-        subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", str(exe), str(work), "1", str(s),
-                        "28", "28", "0", str(fire_threshold(0.5)), "0", str(work / "o.bin")],
-                       check=True, capture_output=True)
-        text = out.read_text()
-        m = re.search(r"^summary:\s+(\d+)", text, re.M) or re.search(r"^totals:\s+(\d+)", text, re.M)
-        return int(m.group(1))
-    return (instructions(steps) - instructions(0)) / (steps * 28 * 28)
+    out = work / "cg.out"
+    subprocess.run(["valgrind", "--tool=callgrind", "--toggle-collect=nca_step", f"--callgrind-out-file={out}", str(exe),
+                    str(work), "1", str(steps), "28", "28", "0", str(fire_threshold(0.5)), "0", "-"],
+                   check=True, capture_output=True)
+    text = out.read_text()
+    m = re.search(r"^summary:\s+(\d+)", text, re.M) or re.search(r"^totals:\s+(\d+)", text, re.M)
+    return int(m.group(1)) / (steps * 28 * 28)
 
 
 def main() -> None:
@@ -119,10 +113,9 @@ def main() -> None:
                 row["instructions_per_cell_step"] = round(callgrind_per_cell(exe, work, params.channels))
             (work / "input.bin").write_bytes(np.ascontiguousarray(grey).tobytes())
             cells = 8 * 28 * 28 * 100
-            t = time.perf_counter()
-            subprocess.run([str(exe), str(work), "8", "100", "28", "28", "0", str(fire_threshold(0.5)), "0",
-                            str(work / "o.bin")], check=True)
-            row["c_cell_updates_per_s"] = round(cells / (time.perf_counter() - t))
+            seconds = float(subprocess.run([str(exe), str(work), "8", "100", "28", "28", "0", str(fire_threshold(0.5)), "0",
+                                            "-"], check=True, capture_output=True, text=True).stdout)
+            row["c_cell_updates_per_s"] = round(cells / seconds)
             masks = [fire_mask(0, np.arange(8), s, 28, 28) for s in range(100)]
             s = int8.seed(params, grey)
             t = time.perf_counter()
@@ -147,7 +140,8 @@ def main() -> None:
              f"Command: `{cmd.strip()}`; host {platform.machine()}, {os.cpu_count()} cores, "
              f"{subprocess.run(['cc', '--version'], capture_output=True, text=True).stdout.splitlines()[0]}; "
              "Cortex-M4 figures from arm-none-eabi-gcc -O2 (flash = text + rodata + data of the step and the model; "
-             "RAM for 28x28 = state + static buffers + stack of the step and its deepest callee).", "",
+             "RAM for 28x28 = state + static buffers and tables + stack bound (every frame in nca_step.c summed); "
+             "C speed from the driver's benchmark mode: processor time of the steps alone).", "",
              "| model | host bit-exact | Cortex-M4 (QEMU) bit-exact | flash (B) | RAM 28x28 (B) | instructions / cell-step | "
              "C cell-updates/s | firmware_sim | TFLite int8 XNNPACK | TFLite int8 reference |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]

@@ -36,10 +36,11 @@ def test_host_c_is_bit_exact_for_400_steps_with_mutation(c_dirs, variant):
     assert r.bit_exact, r.first
 
 
-def test_host_c_is_clean_under_address_and_undefined_behaviour_sanitizers(c_dirs):
+@pytest.mark.parametrize("variant", ["bwn", "bnn"])  # int8 kernels; binary activations (XNOR/popcount)
+def test_host_c_is_clean_under_address_and_undefined_behaviour_sanitizers(c_dirs, variant):
     if toolchain_missing("host"):
         pytest.skip(f"no host compiler: {toolchain_missing('host')}")
-    r = verify_c(c_dirs["bwn"], digits=2, steps=60, mutate_at=30, sanitize=True)
+    r = verify_c(c_dirs[variant], digits=2, steps=60, mutate_at=30, sanitize=True)
     assert r.bit_exact, r.first
 
 
@@ -76,6 +77,34 @@ def test_verify_reports_a_wrong_constant_with_its_first_mismatch(c_dirs, tmp_pat
     res = CliRunner().invoke(main, ["verify", str(bad), "--digits", "1", "--steps", "5"])
     assert res.exit_code == 1, res.output
     assert "first mismatch: step 0" in res.output and "channel 1:" in res.output
+
+
+def test_bnn_header_stores_the_depthwise_taps_and_xnor_constants(c_dirs):
+    """The BNN's C model: 9 int8 taps per perception output (not 9 C), thresholds on accumulators
+    in place of requantization for the binary activations, folded biases for binary inputs."""
+    header = (c_dirs["bnn"] / "nca_model.h").read_text()
+    assert re.search(r"static const int8_t nca_w0\[720\]", header)
+    for name in ("nca_t0", "nca_t1", "nca_c0_1", "nca_c0_2", "nca_c1_2"):
+        assert f"static const int32_t {name}[" in header, name
+    for absent in ("nca_m0", "nca_m1", "nca_b1", "nca_b2"):
+        assert absent not in header, absent
+
+
+def test_a_benchmark_run_writes_no_states_and_prints_its_stepping_time(c_dirs, tmp_path):
+    if toolchain_missing("host"):
+        pytest.skip("no host compiler")
+    import subprocess
+
+    import numpy as np
+
+    from export.verify_c import build
+
+    exe = build(c_dirs["bnn"], tmp_path)
+    (tmp_path / "input.bin").write_bytes(np.zeros(2 * 28 * 28, np.uint8).tobytes())
+    before = sorted(p.name for p in tmp_path.iterdir())
+    res = subprocess.run([str(exe), str(tmp_path), "2", "5", "28", "28", "0", "8388608", "0", "-"],
+                         capture_output=True, text=True, check=True)
+    assert float(res.stdout) >= 0.0 and sorted(p.name for p in tmp_path.iterdir()) == before
 
 
 def test_c_export_refuses_what_it_cannot_build(tmp_path):

@@ -11,16 +11,23 @@
 typedef struct {
     int32_t out, k;            /* output channels, reduction length (9*C, P or H) */
     int32_t taps;              /* 9 for the 3x3 conv, 1 for a 1x1 conv */
-    const int8_t *w;           /* int8 kernel [out][k], or NULL when binary */
+    int32_t dm;                /* depthwise 3x3: output o reads input channel o / dm only, w is [out][taps]; 0: dense */
+    const int8_t *w;           /* int8 kernel [out][k] (or [out][taps] when dm > 0), or NULL when binary */
     const uint32_t *bits;      /* binary kernel [out][words]: bit j of word j/32, 1 = -1, or NULL */
     int32_t words, magnitude;  /* words per row, |w| of the binary kernel */
-    const int32_t *bias, *mult;
+    const int32_t *bias;       /* bias (NULL when the input is binary: folded into c0) */
+    const int32_t *mult;       /* requantization (NULL when the output is binary: thr instead) */
     const int8_t *shift;
     int32_t zin, zout, act_min, act_max;
+    /* Binary input (ban, bnn: conv 1 and 2), firmware_sim/xnor.py: acc = c0[o] + step * (sum of the
+     * weights of the inputs that are on) = c1[o] - step * (sum of those of the inputs that are off);
+     * a binary kernel's sum is magnitude * (popcount(x) - 2 popcount(x AND bits)). NULL / 0 for an
+     * int8 input (c1: NULL for a binary kernel too). */
+    const int32_t *c0, *c1;
+    int32_t step;
+    /* Binary output (ban, bnn: conv 0 and 1): unit o is on when acc >= thr[o]. NULL: requantize. */
+    const int32_t *thr;
 } nca_conv_t;
-
-/* A binary activation (ban, bnn): q >= min_q ? on : off, after conv 0 and conv 1. */
-typedef struct { int32_t enabled, min_q, on, off; } nca_act_t;
 
 typedef struct { int32_t za, zb, zout, mult, shift; } nca_mul_t;
 typedef struct { int32_t za, zb, zout, ma, sa, mb, sb, mo, so; } nca_add_t;
@@ -29,8 +36,7 @@ typedef struct {
     int32_t channels, perception, hidden, n_classes;
     int32_t state_zero, alive_min, fire_on, fire_off, alive_on, alive_off;
     const int8_t *pixel_lut;   /* [256] */
-    nca_conv_t conv[3];
-    nca_act_t act[2];          /* enabled = 0: no binary activation (float, bwn: fused ReLU in act_min) */
+    nca_conv_t conv[3];        /* conv 0 reads the int8 3x3 neighbourhood; 1 and 2 read conv 0 / 1 */
     nca_mul_t mul1, mul2;
     nca_add_t add;
 } nca_model_t;
