@@ -1,7 +1,7 @@
 """Bit-exactness of every shipped int8 export against firmware_sim, in both TFLite runtimes.
 
     .venv/bin/python scripts/verify_report.py [--models float bwn] [--digits 200] [--steps 400] \
-        [--write docs/results/verify.md]
+        [--jobs 2] [--write docs/results/verify.md]
 
 For each model with a tflite-int8 export (batch 8, 28x28, into out/verify/MODEL.tflite):
 `nca-edge verify` in tflite-runtime 2.14 and ai-edge-litert, with the reference kernels
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,27 +34,34 @@ def main() -> None:
     ap.add_argument("--digits", type=int, default=200)
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--optimized-digits", type=int, default=50, help="digits for the optimized-kernel rows")
+    ap.add_argument("--jobs", type=int, default=1, help="rows run at once (each in its own child process)")
     ap.add_argument("--write", type=Path, default=None)
     a = ap.parse_args()
-    rows = []
+    tasks = []
     for name in a.models or default_models():
         if "tflite-int8" not in supported_formats(name):
             print(f"{name}: no tflite-int8 export, skipped", flush=True)
             continue
         path = ROOT / "out" / "verify" / f"{name}.tflite"
         export_model(name, "tflite-int8", path, force=True, batch=8)
-        for reference in (True, False):
-            for runtime in ("tflite-runtime", "litert"):
-                t = time.time()
-                digits = a.digits if reference else a.optimized_digits
-                r = verify_in_child(path, runtime, reference, digits, a.steps, mutate_at=a.steps // 2)
-                f = r.first
-                rows.append({"model": name, "runtime": runtime, "kernels": r.kernels, "digits": r.digits, "steps": r.steps,
-                             "values_compared": r.values_compared, "values_differing": r.values_differing,
-                             "steps_compared": r.steps_compared, "steps_differing": r.steps_differing,
-                             "result": "bit-exact" if r.bit_exact else f"differs (first: step {f['step']}, layer {f['layer']})",
-                             "seconds": round(time.time() - t, 1)})
-                print(rows[-1], flush=True)
+        tasks += [(name, path, reference, runtime) for reference in (True, False) for runtime in ("tflite-runtime", "litert")]
+
+    def run(task) -> dict:
+        name, path, reference, runtime = task
+        t = time.time()
+        digits = a.digits if reference else a.optimized_digits
+        r = verify_in_child(path, runtime, reference, digits, a.steps, mutate_at=a.steps // 2)
+        f = r.first
+        row = {"model": name, "runtime": runtime, "kernels": r.kernels, "digits": r.digits, "steps": r.steps,
+               "values_compared": r.values_compared, "values_differing": r.values_differing,
+               "steps_compared": r.steps_compared, "steps_differing": r.steps_differing,
+               "result": "bit-exact" if r.bit_exact else f"differs (first: step {f['step']}, layer {f['layer']})",
+               "seconds": round(time.time() - t, 1)}
+        print(row, flush=True)
+        return row
+
+    with ThreadPoolExecutor(max_workers=max(1, a.jobs)) as pool:  # the work is in child processes
+        rows = list(pool.map(run, tasks))
     cmd = command()
     lines = ["# int8 exports vs firmware_sim (bit-exactness)", "",
              f"Command: `{cmd.strip()}` (each row is `nca-edge verify out/verify/MODEL.tflite --digits N "
