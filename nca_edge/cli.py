@@ -108,6 +108,9 @@ def dataset_options(f):
               help="Anneal --act-noise geometrically down to this SIGMA over --act-noise-ramp iterations.")
 @click.option("--act-noise-ramp", type=click.IntRange(min=0), default=0, show_default=True,
               help="Iterations over which --act-noise falls to --act-noise-end (0: constant).")
+@click.option("--act-norm", is_flag=True,
+              help="ban/bnn: in training, each binary activation sees its pre-activation / its RMS over the cells "
+                   "(per unit; the sign, so inference, is unchanged).")
 @click.option("--init", "init_from", default="", help="Warm start from a checkpoint (path, or a shipped name such as float).")
 @click.option("--state-frac-bits", type=click.IntRange(0, 7), default=None,
               help="Int8 fixed-point state with this many fractional bits (fake-quantized in training).")
@@ -117,7 +120,7 @@ def dataset_options(f):
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @dataset_options
 def train(quant, iterations, seed, out_dir, resume, device, batch_size, steps, lr, lr_boundaries, checkpoint_every, subset,
-          binary_input, binary_act, fresh_warmup, learned_scale, real_weights, depthwise, perception, hidden, binarize_ramp, sharpen_ramp, sharpen_beta, act_noise, act_noise_end, act_noise_ramp, init_from, state_frac_bits, distill_from, distill_weight, no_progress, dataset, data_dir):
+          binary_input, binary_act, fresh_warmup, learned_scale, real_weights, depthwise, perception, hidden, binarize_ramp, sharpen_ramp, sharpen_beta, act_noise, act_noise_end, act_noise_ramp, act_norm, init_from, state_frac_bits, distill_from, distill_weight, no_progress, dataset, data_dir):
     """Train the CA with the article's recipe (pool, mutation, residual noise, L2 loss)."""
     if learned_scale and quant not in ("bwn", "bnn"):
         raise NCAEdgeError(f"--learned-scale needs --quant bwn or bnn (got {quant})")
@@ -130,8 +133,8 @@ def train(quant, iterations, seed, out_dir, resume, device, batch_size, steps, l
     real = tuple(n for n in real_weights.split(",") if n)
     if binarize_ramp and quant not in ("bwn", "bnn"):
         raise NCAEdgeError(f"--binarize-ramp needs --quant bwn or bnn (got {quant})")
-    if (sharpen_ramp or act_noise) and quant not in ("ban", "bnn"):
-        raise NCAEdgeError(f"--sharpen-ramp and --act-noise need --quant ban or bnn (got {quant})")
+    if (sharpen_ramp or act_noise or act_norm) and quant not in ("ban", "bnn"):
+        raise NCAEdgeError(f"--sharpen-ramp, --act-noise and --act-norm need --quant ban or bnn (got {quant})")
     if real and quant not in ("bwn", "bnn"):
         raise NCAEdgeError(f"--real-weights needs --quant bwn or bnn (got {quant})")
     if any(n not in LAYERS for n in real):
@@ -146,7 +149,7 @@ def train(quant, iterations, seed, out_dir, resume, device, batch_size, steps, l
     try:
         tc = TrainConfig(iterations=iterations, seed=seed, batch_size=batch_size, steps=steps, lr=lr, lr_boundaries=boundaries,
                          checkpoint_every=checkpoint_every, dataset=dataset, init_from=init_from,
-                         fresh_warmup=fresh_warmup, binarize_ramp=binarize_ramp, sharpen_ramp=sharpen_ramp, sharpen_beta=sharpen_beta, act_noise=act_noise, act_noise_end=act_noise_end, act_noise_ramp=act_noise_ramp, distill_from=distill_from, distill_weight=distill_weight if distill_from else 0.0,
+                         fresh_warmup=fresh_warmup, binarize_ramp=binarize_ramp, sharpen_ramp=sharpen_ramp, sharpen_beta=sharpen_beta, act_noise=act_noise, act_noise_end=act_noise_end, act_noise_ramp=act_noise_ramp, act_norm=act_norm, distill_from=distill_from, distill_weight=distill_weight if distill_from else 0.0,
                          pool_size=max(TrainConfig.pool_size, batch_size),
                          n_fresh=min(TrainConfig.n_fresh, batch_size // 4), n_mutate=min(TrainConfig.n_mutate, batch_size // 4))
         config = Config(ca=CAConfig(quant=quant, binary_input=binary_input, binary_act=binary_act,

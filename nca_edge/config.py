@@ -149,6 +149,11 @@ class TrainConfig:
     # first act_noise_ramp iterations, then stays there (0 = no annealing: sigma = act_noise).
     act_noise_end: float = 0.0
     act_noise_ramp: int = 0
+    # Normalised binary activations (ban/bnn, training only): each binary activation sees its
+    # pre-activation divided by that unit's RMS over the cells of the call (detached), so the
+    # straight-through window and the noise are relative to each unit's spread. The sign is
+    # unchanged (RMS > 0), so inference and every export are unaffected.
+    act_norm: bool = False
 
     def __post_init__(self) -> None:
         if self.n_fresh + self.n_mutate > self.batch_size:

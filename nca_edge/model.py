@@ -72,6 +72,8 @@ class CAModel(nn.Module):
         self.act_beta: float | None = None
         # Stochastic binary activations during training (TrainConfig.act_noise): (sigma, generator).
         self.act_noise: tuple[float, torch.Generator | None] | None = None
+        # Normalised binary activations during training (TrainConfig.act_norm): act(x / rms(x)).
+        self.act_norm = False
         c, p, h = cfg.channels, cfg.perception, cfg.hidden
         self.perceive = nn.Conv2d(c, p, 3, padding=0, groups=c if cfg.depthwise else 1)
         self.update1 = nn.Conv2d(p, h, 1)
@@ -140,6 +142,9 @@ class CAModel(nn.Module):
     def act(self, x: torch.Tensor) -> torch.Tensor:
         if not self.cfg.binary_activations:
             return F.relu(x)
+        if self.act_norm:  # training only: sign(x / r) = sign(x) for r > 0
+            r = x.detach().pow(2).mean(dim=tuple(range(x.dim() - 1)), keepdim=True).sqrt().clamp_min(1e-6)
+            x = x / r
         if self.act_noise is not None:  # stochastic binarization (training only)
             sigma, gen = self.act_noise
             q = noisy_sign(x, sigma, gen)

@@ -251,3 +251,26 @@ def test_act_noise_anneals_geometrically_then_holds():
     assert TrainConfig(act_noise=0.3).act_sigma(10_000) == 0.3  # no ramp: constant
     with pytest.raises(ValueError, match="act_noise_end"):
         TrainConfig(act_noise=0.1, act_noise_end=0.2, act_noise_ramp=10)
+
+
+def test_act_norm_keeps_the_forward_pass_and_rescales_the_straight_through_gradient(digit_pixels):
+    """act(x / rms(x)): same binary outputs (the sign of x), but the STE window |x / rms| <= 1
+    passes gradient for units whose |x| exceeds 1 yet is within their own spread."""
+    torch.manual_seed(0)
+    m = CAModel(CAConfig(quant="ban"))
+    torch.nn.init.normal_(m.update2.weight, std=0.2)
+    s = seed_state(digit_pixels, m.cfg)
+    x = torch.randn(50, 80) * torch.linspace(0.1, 5.0, 80)  # units of very different spreads
+    plain = m.act(x.clone().requires_grad_())
+    m.act_norm = True
+    xn = x.clone().requires_grad_()
+    normed = m.act(xn)
+    assert torch.equal(plain, normed)
+    normed.sum().backward()
+    r = x.pow(2).mean(0).sqrt()
+    assert torch.allclose(xn.grad, (x.abs() <= r).float() / r)
+    with torch.no_grad():
+        m.act_norm = False
+        exact = m(s)
+        m.act_norm = True
+        assert torch.equal(m(s), exact)  # the whole step, too

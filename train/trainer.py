@@ -153,6 +153,7 @@ class Trainer:
         self.model.act_beta = tc.act_beta(self.iteration)
         sigma = tc.act_sigma(self.iteration)
         self.model.act_noise = (sigma, self.dgen) if sigma > 0 else None
+        self.model.act_norm = tc.act_norm
         idx, x, y = self._batch()
         plan = AliveCells(x[:, 0], cfg)
         hidden = plan.gather(x)
