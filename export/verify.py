@@ -144,6 +144,54 @@ def verify(path: str, runtime: str = "litert", reference: bool = True, digits: i
     return res
 
 
+def verify_packed(path: str, digits: int = 200, steps: int = 400, mutate_at: int | None = 200, mask_seed: int = 0,
+                  dataset: str = "mnist", h: int = 28, w: int = 28, progress=None) -> VerifyResult:
+    """A packed blob's device arithmetic (``firmware_sim.xnor``: bits, thresholds on accumulators,
+    popcounts) against the int8 definition (``firmware_sim.int8``), the same protocol as ``verify``.
+    Numpy only: runs in this process."""
+    from firmware_sim import blob, xnor
+    from firmware_sim.packed import PackedFormatError
+    from nca_edge.data import load_digits
+
+    try:
+        params, b = blob.load(path)
+    except PackedFormatError as e:
+        raise NCAEdgeError(f"{path}: {e}") from None
+    fire_rate = 0.5
+    if "record" in b.tensors:  # the exporter's record: the model's fire rate
+        from .artifact import decode_record
+
+        fire_rate = decode_record(b.tensors["record"].astype(np.uint8).tobytes(), path)["config"]["ca"]["fire_rate"]
+    d = load_digits(dataset)
+    images = d.test_x[:digits]
+    n = len(images)
+    targets = mutation_targets(n, mask_seed)
+    mutate_at = mutate_at if mutate_at and mutate_at < steps else None
+    res = VerifyResult(runtime="packed path (firmware_sim.xnor)", kernels="bits", digits=n, steps=steps, batch=n,
+                       meta={"variant": b.variant, "alive_min": params.alive_min})
+    a = int8.seed(params, images)
+    ref = a.copy()
+    for t in range(steps):
+        if t == mutate_at:
+            a, ref = int8.mutate(params, a, images[targets]), int8.mutate(params, ref, images[targets])
+        fire = fire_mask(mask_seed, np.arange(n), t, h, w, fire_rate)
+        a, ref = xnor.step(params, a, fire), int8.step(params, ref, fire)
+        diff = a != ref
+        res.values_compared += diff.size
+        res.steps_compared += n
+        if diff.any():
+            res.values_differing += int(diff.sum())
+            res.steps_differing += int(diff.reshape(n, -1).any(1).sum())
+            if res.first is None:
+                i, y, x, c = (int(v) for v in np.argwhere(diff)[0])
+                res.first = {"step": t, "digit": i, "y": y, "x": x, "channel": c, "runtime": int(a[i, y, x, c]),
+                             "simulator": int(ref[i, y, x, c]), "layer": "the firing update (conv1..mul2)"}
+            ref = a.copy()
+        if progress is not None:
+            progress(n)
+    return res
+
+
 def _first(path, runtime, reference, params, prev, fire, fire_q, a, b, diff, ids, t) -> dict:
     """Where the first difference is, and the first layer at which the two computations part."""
     i, y, x, c = (int(v) for v in np.argwhere(diff)[0])

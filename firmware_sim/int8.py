@@ -123,7 +123,7 @@ class Int8Step:
 # ---------------------------------------------------------------------------------- the step
 
 
-def step(params: Int8Step, state: np.ndarray, fire: np.ndarray, trace: dict | None = None) -> np.ndarray:
+def step(params: Int8Step, state: np.ndarray, fire: np.ndarray, trace: dict | None = None, update=None) -> np.ndarray:
     """One step: int8 state [B, H, W, C], bool fire [B, H, W] -> int8 next state.
 
     ``trace``: if a dict is given, the intermediate int8 tensors of the computed cells are put
@@ -145,7 +145,7 @@ def step(params: Int8Step, state: np.ndarray, fire: np.ndarray, trace: dict | No
     m[...] = _mul(np.int32(params.mul1.output_zero), alive_q[..., None], params.mul2)
     b, yy, xx = np.nonzero(fire & alive)
     if len(b):
-        m[b, yy, xx] = firing_update(params, _patches(x, b, yy, xx, params.conv1.input_zero), trace)
+        m[b, yy, xx] = (update or firing_update)(params, _patches(x, b, yy, xx, params.conv1.input_zero), trace)
         if trace is not None:
             trace["cells"] = (b, yy, xx)
     out = s.copy()

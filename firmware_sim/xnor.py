@@ -35,6 +35,9 @@ module writes them once (the C firmware mirrors it) and ``firing_update`` here i
    The XNOR form (``popcount(XNOR(x, b))``) is the same count; AND keeps the tail bits of the last
    word out without a mask, since padded x bits are 0.
 
+A binary kernel on an int8 input (bwn's hidden layer) is a sign-selected sum, as the blob's
+BITS layout implies: ``sum_j a s[o,j] (x_j - Zin) = a (sum_j (x_j - Zin) - 2 sum_{j: b[o,j] = 1} (x_j - Zin))``.
+
 Every value is the int8 path's own ``acc``, so the overflow bounds of ``int8.accumulator_bounds``
 hold unchanged.
 """
@@ -44,6 +47,7 @@ from __future__ import annotations
 import numpy as np
 
 from .fixedpoint import multiply_by_quantized_multiplier as mbqm
+from . import int8
 from .int8 import Conv, Int8Step, Threshold, _mul, accumulator_bounds
 from .packed import pack_bits
 
@@ -127,23 +131,46 @@ def _bits(on: np.ndarray) -> np.ndarray:
     return (padded.reshape(n, -1, 32) * weights).sum(-1, dtype=np.uint64).astype(np.uint32)
 
 
-def firing_update(params: Int8Step, patches: np.ndarray) -> np.ndarray:
-    """``int8.firing_update`` for a variant with binary activations, computed as a device with
-    bit-packed activations does: thresholds on accumulators, binary-input layers by identity 2,
-    XNOR layers by popcount. Equal to ``int8.firing_update`` bit for bit (tests)."""
-    if params.act1 is None or params.act2 is None:
-        raise ValueError("the XNOR/popcount path is for variants with binary activations (ban, bnn)")
+def _layer(c: Conv, x: np.ndarray, act_in: Threshold | None, act_out: Threshold | None, t: np.ndarray | None):
+    """One conv as a device holding the packed blob computes it. x: int64 values [N, K] of an
+    int8 input, or its bits uint32 [N, words] after a binary activation (``act_in``). Returns the
+    output's bits (``act_out``: acc >= t) or its requantized int8 values."""
+    k = kernel_matrix(c).shape[1]
+    if act_in is not None:
+        acc = _binary_input_acc(x, k, c, act_in)
+    else:
+        xz = x - c.input_zero
+        a = binary_magnitude(c)
+        if a:  # binary kernel, int8 input: a (sum_j xz_j - 2 sum_{j: bit b[o,j] = 1} xz_j), no multiplications
+            minus = (kernel_matrix(c) < 0).astype(np.int64)
+            acc = c.bias + a * (xz.sum(1, keepdims=True) - 2 * (xz @ minus.T))
+        else:
+            acc = c.bias + xz @ kernel_matrix(c).T.astype(np.int64)
+    if act_out is not None:
+        return _bits(acc >= t)
+    return np.clip(mbqm(acc.astype(np.int32), c.multiplier, c.shift) + c.output_zero, c.act_min, c.act_max).astype(np.int64)
+
+
+def firing_update(params: Int8Step, patches: np.ndarray, trace: dict | None = None) -> np.ndarray:
+    """``int8.firing_update`` computed as a device holding the packed blob does: binary activations
+    as bits (thresholds on accumulators), layers after them by identity 2, XNOR layers by popcount,
+    binary kernels on int8 inputs by sign-selected sums. Equal to ``int8.firing_update`` bit for
+    bit, for every variant (tests); for float it is the int8 step itself. ``trace`` is accepted
+    for ``int8.step``'s interface and left empty (the bits are not the int8 tensors)."""
     t1, t2 = thresholds(params)
     n = patches.shape[0]
-    c1, c2, c3 = params.conv1, params.conv2, params.conv3
-    acc1 = (patches.reshape(n, -1).astype(np.int64) - c1.input_zero) @ kernel_matrix(c1).T.astype(np.int64) + c1.bias
-    x1 = _bits(acc1 >= t1)
-    x2 = _bits(_binary_input_acc(x1, c2.weight.shape[-1], c2, params.act1) >= t2)
-    acc3 = _binary_input_acc(x2, c3.weight.shape[-1], c3, params.act2)
-    ds = np.clip(mbqm(acc3.astype(np.int32), c3.multiplier, c3.shift) + c3.output_zero, c3.act_min, c3.act_max)
+    x = patches.reshape(n, -1).astype(np.int64)
+    h = _layer(params.conv1, x, None, params.act1, t1)
+    h = _layer(params.conv2, h, params.act1, params.act2, t2)
+    ds = _layer(params.conv3, h, params.act2, None, None)
     m1 = _mul(ds, np.int32(params.fire_on), params.mul1)
     return _mul(m1, np.int32(params.alive_on), params.mul2)
 
 
+def step(params: Int8Step, state: np.ndarray, fire: np.ndarray) -> np.ndarray:
+    """``int8.step`` with the packed path's ``firing_update``: the blob's device arithmetic."""
+    return int8.step(params, state, fire, update=firing_update)
+
+
 __all__ = ["accumulator_threshold", "binary_input_bias", "binary_magnitude", "firing_update", "popcount",
-           "thresholds", "kernel_matrix"]
+           "thresholds", "kernel_matrix", "step"]

@@ -357,8 +357,10 @@ def export_cmd(model, fmt, all_formats, out, force, grid, batch):
 def verify_cmd(artifact, digits, steps, mutate_at, mask_seed, runtime, optimized, target, sanitize):
     """Run ARTIFACT in its runtime and firmware_sim side by side; exit 0 only when bit-exact.
 
-    ARTIFACT: an int8 .tflite (run in --runtime with its reference kernels, or --optimized), or a
-    C export directory (built and run on the host, or --target m4 under QEMU). Both start from the same int8 state and get the same fire masks (firmware_sim.prng) and
+    ARTIFACT: an int8 .tflite (run in --runtime with its reference kernels, or --optimized), a
+    packed blob (.ncap: its device arithmetic, firmware_sim.xnor, with binary activations as bits
+    and XNOR/popcount layers, against the int8 definition), or a C export directory (built and
+    run on the host, or --target m4 under QEMU). Both start from the same int8 state and get the same fire masks (firmware_sim.prng) and
     mutation; every step's state is compared, every cell and channel. Prints the number of
     values compared and either `bit-exact` or the first mismatch (step, digit, cell, channel,
     both values, and the first layer where the two computations part).
@@ -371,8 +373,10 @@ def verify_cmd(artifact, digits, steps, mutate_at, mask_seed, runtime, optimized
         r = verify_c(artifact, digits, steps, mutate_at or None, mask_seed, target=target, sanitize=sanitize)
         what = f"{r.meta['variant']} {r.runtime}"
     elif artifact.suffix == ".ncap":
-        raise NCAEdgeError(f"{artifact}: a packed blob is firmware_sim's own input; verify the int8 .tflite it "
-                           "came from, or its C export (--format c)")
+        from export.verify import verify_packed
+
+        r = verify_packed(str(artifact), digits, steps, mutate_at or None, mask_seed)
+        what = f"{r.meta['variant']} {r.runtime}"
     else:
         r = verify_in_child(artifact, runtime, not optimized, digits, steps, mutate_at or None, mask_seed)
         what = f"{r.meta['variant']} int8 in {runtime} ({r.kernels} kernels)"

@@ -378,10 +378,11 @@ def test_accumulator_thresholds_turn_a_unit_on_exactly_where_requantization_does
         assert (t > -bounds[name]).any()  # not all trivially on: the threshold moves
 
 
-@pytest.mark.parametrize("variant", ["ban", "bnn"])
+@pytest.mark.parametrize("variant", INT8_VARIANTS)
 def test_xnor_popcount_update_equals_the_int8_definition(int8_files, variant):
-    """firmware_sim.xnor.firing_update (thresholds, folded biases, popcounts) gives the same m as
-    int8.firing_update on real neighbourhoods (two digits, 30 steps) and on random ones."""
+    """firmware_sim.xnor.firing_update (thresholds, folded biases, popcounts, sign-selected sums)
+    gives the same m as int8.firing_update on real neighbourhoods (two digits, 30 steps) and on
+    random ones, for every variant."""
     from firmware_sim import xnor
     from firmware_sim.prng import fire_mask
 
@@ -397,8 +398,30 @@ def test_xnor_popcount_update_equals_the_int8_definition(int8_files, variant):
     patches.append(rng.integers(-128, 128, (500, 3, 3, p.channels)).astype(np.int32))
     patches = np.concatenate(patches)
     assert np.array_equal(xnor.firing_update(p, patches), int8.firing_update(p, patches))
-    with pytest.raises(ValueError, match="binary activations"):
-        xnor.firing_update(_params(int8_files["float"]), patches[:2])
+
+
+@pytest.mark.parametrize("variant", INT8_VARIANTS)
+def test_verify_cli_runs_a_packed_blobs_device_arithmetic_bit_exact(int8_files, variant, tmp_path):
+    """`nca-edge verify BLOB.ncap`: the packed path (firmware_sim.xnor) against the int8 definition,
+    400 steps with mutation (CI size: 2 digits; the full run is `--digits 200`)."""
+    from firmware_sim import blob
+
+    path = tmp_path / f"{variant}.ncap"
+    path.write_bytes(blob.dumps(_params(int8_files[variant]), variant, 80, 80, 10))
+    res = CliRunner().invoke(main, ["verify", str(path), "--digits", "2", "--steps", "400"])
+    assert res.exit_code == 0, res.output
+    assert "2 digits x 400 steps, 12,544,000 values" in res.output and res.output.strip().endswith("bit-exact")
+
+
+def test_verify_of_a_packed_blob_reports_a_wrong_threshold(int8_files, tmp_path, monkeypatch):
+    from firmware_sim import blob, xnor
+
+    path = tmp_path / "bnn.ncap"
+    path.write_bytes(blob.dumps(_params(int8_files["bnn"]), "bnn", 80, 80, 10))
+    real = xnor.thresholds
+    monkeypatch.setattr(xnor, "thresholds", lambda p: (real(p)[0] - 40, real(p)[1]))  # conv1 units turn on early
+    res = CliRunner().invoke(main, ["verify", str(path), "--digits", "1", "--steps", "20"])
+    assert res.exit_code == 1 and "first mismatch: step 0" in res.output
 
 
 def test_popcount_counts_set_bits_of_uint32_words():
