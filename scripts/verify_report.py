@@ -3,7 +3,9 @@
     .venv/bin/python scripts/verify_report.py [--models float bwn] [--digits 200] [--steps 400] \
         [--jobs 2] [--write docs/results/verify.md]
 
-For each model with a tflite-int8 export (batch 8, 28x28, into out/verify/MODEL.tflite):
+For each model with a packed export: `nca-edge verify out/verify/MODEL.ncap` (the blob's device
+arithmetic against the int8 definition, numpy). For each model with a tflite-int8 export (batch 8,
+28x28, into out/verify/MODEL.tflite):
 `nca-edge verify` in tflite-runtime 2.14 and ai-edge-litert, with the reference kernels
 (BUILTIN_REF: must be bit-exact) and with the default optimized kernels (XNNPACK: how often a
 step differs from the reference semantics, each step compared from the runtime's own previous
@@ -13,6 +15,7 @@ state). The table goes to --write and its JSON beside it.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,8 +27,11 @@ sys.path.insert(0, str(ROOT))
 from report import command, publish  # noqa: E402
 
 from export import export_model, supported_formats  # noqa: E402
-from export.verify import verify_in_child  # noqa: E402
+from export.verify import verify_in_child, verify_packed  # noqa: E402
 from nca_edge.compare import default_models  # noqa: E402
+
+
+ORDER = {"float": 0, "bwn": 1, "ban": 2, "bnn": 3}
 
 
 def main() -> None:
@@ -35,6 +41,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--optimized-digits", type=int, default=50, help="digits for the optimized-kernel rows")
     ap.add_argument("--jobs", type=int, default=1, help="rows run at once (each in its own child process)")
+    ap.add_argument("--kinds", nargs="+", choices=["tflite", "packed"], default=["tflite", "packed"],
+                    help="tflite: the int8 files in both runtimes; packed: the packed blobs' device arithmetic "
+                         "(firmware_sim.xnor) against the int8 definition")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the rows of --write's JSON that this run does not recompute")
     ap.add_argument("--write", type=Path, default=None)
     a = ap.parse_args()
     tasks = []
@@ -42,30 +53,48 @@ def main() -> None:
         if "tflite-int8" not in supported_formats(name):
             print(f"{name}: no tflite-int8 export, skipped", flush=True)
             continue
-        path = ROOT / "out" / "verify" / f"{name}.tflite"
-        export_model(name, "tflite-int8", path, force=True, batch=8)
-        tasks += [(name, path, reference, runtime) for reference in (True, False) for runtime in ("tflite-runtime", "litert")]
+        if "tflite" in a.kinds:
+            path = ROOT / "out" / "verify" / f"{name}.tflite"
+            export_model(name, "tflite-int8", path, force=True, batch=8)
+            tasks += [(name, path, reference, runtime) for reference in (True, False) for runtime in ("tflite-runtime", "litert")]
+        if "packed" in a.kinds:
+            path = ROOT / "out" / "verify" / f"{name}.ncap"
+            export_model(name, "packed", path, force=True)
+            tasks.append((name, path, True, "packed"))
+    cmd = command().strip()
 
     def run(task) -> dict:
         name, path, reference, runtime = task
         t = time.time()
         digits = a.digits if reference else a.optimized_digits
-        r = verify_in_child(path, runtime, reference, digits, a.steps, mutate_at=a.steps // 2)
+        if runtime == "packed":
+            r = verify_packed(str(path), digits, a.steps, mutate_at=a.steps // 2)
+        else:
+            r = verify_in_child(path, runtime, reference, digits, a.steps, mutate_at=a.steps // 2)
         f = r.first
         row = {"model": name, "runtime": runtime, "kernels": r.kernels, "digits": r.digits, "steps": r.steps,
                "values_compared": r.values_compared, "values_differing": r.values_differing,
                "steps_compared": r.steps_compared, "steps_differing": r.steps_differing,
                "result": "bit-exact" if r.bit_exact else f"differs (first: step {f['step']}, layer {f['layer']})",
-               "seconds": round(time.time() - t, 1)}
+               "seconds": round(time.time() - t, 1), "command": cmd}
         print(row, flush=True)
         return row
 
     with ThreadPoolExecutor(max_workers=max(1, a.jobs)) as pool:  # the work is in child processes
         rows = list(pool.map(run, tasks))
-    cmd = command()
+    if a.merge and a.write and a.write.with_suffix(".json").is_file():
+        new = {(r["model"], r["runtime"], r["kernels"]) for r in rows}
+        old = [r for r in json.loads(a.write.with_suffix(".json").read_text()) if (r["model"], r["runtime"], r["kernels"]) not in new]
+        rows = sorted(old + rows, key=lambda r: (ORDER.get(r["model"], 9), r["runtime"] == "packed", r["kernels"] != "reference"))
+    # rows of a run made before rows recorded their command: that run's command (tflite rows only then)
+    commands = list(dict.fromkeys(r.get("command", "python scripts/verify_report.py --digits 200 --optimized-digits 20 "
+                                                    "--jobs 2 --write docs/results/verify.md") for r in rows))
     lines = ["# int8 exports vs firmware_sim (bit-exactness)", "",
-             f"Command: `{cmd.strip()}` (each row is `nca-edge verify out/verify/MODEL.tflite --digits N "
-             f"--steps {a.steps} --runtime RUNTIME [--optimized]`; mutation at step {a.steps // 2}). The optimized "
+             "Commands: " + "; ".join(f"`{c}`" for c in commands) + ". Each tflite row is `nca-edge verify "
+             f"out/verify/MODEL.tflite --digits N --steps {a.steps} --runtime RUNTIME [--optimized]`, each packed "
+             f"row `nca-edge verify out/verify/MODEL.ncap --digits N --steps {a.steps}` (the blob's device "
+             "arithmetic, firmware_sim.xnor: binary activations as bits, thresholds on accumulators, XNOR/popcount; "
+             f"against the int8 definition); mutation at step {a.steps // 2}. The optimized "
              "rows compare each step from the runtime's previous state, so they count per-step differences.", "",
              "| model | runtime | kernels | digits x steps | values compared | values differing | digit-steps differing (%) | result | seconds |",
              "|---|---|---|---|---:|---:|---:|---|---:|"]
