@@ -68,7 +68,8 @@ def add_export_sizes(rows: list[dict], log=lambda msg: None) -> None:
 
     ``packed_file_bytes`` is the whole .ncap file (header, directory, artifact record, CRC);
     ``packed_bytes`` stays the weights and per-channel constants alone. Sizes are cached per
-    checkpoint SHA-256, format and nca-edge version in the cache directory (export_sizes.json).
+    checkpoint SHA-256, format and nca-edge version (and the packed format's version) in the cache
+    directory (export_sizes.json).
     """
     import hashlib
 
@@ -78,6 +79,8 @@ def add_export_sizes(rows: list[dict], log=lambda msg: None) -> None:
     from .data import cache_dir
 
     import export
+
+    from firmware_sim.packed import VERSION as PACKED_VERSION
 
     cache_file = cache_dir() / "export_sizes.json"
     try:
@@ -89,7 +92,7 @@ def add_export_sizes(rows: list[dict], log=lambda msg: None) -> None:
         digest = hashlib.sha256(weights.read_bytes()).hexdigest()
         ok = set(export.supported_formats(r["model"]))
         for col, fmt in EXPORT_COLUMNS.items():
-            key = f"{digest}:{fmt}:{__version__}"
+            key = f"{digest}:{fmt}:{__version__}" + (f":v{PACKED_VERSION}" if fmt == "packed" else "")
             if fmt not in ok or fmt not in export.FORMATS:
                 r[col] = None
                 continue
