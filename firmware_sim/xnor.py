@@ -46,8 +46,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fixedpoint import multiply_by_quantized_multiplier as mbqm
 from . import int8
+from .fixedpoint import multiply_by_quantized_multiplier as mbqm
 from .int8 import Conv, Int8Step, Threshold, _mul, accumulator_bounds
 from .packed import pack_bits
 
