@@ -56,7 +56,9 @@ typedef struct {
 const nca_model_t *nca_get_model(void);
 
 /* One step in place: state [h][w][C]; fire[y*w + x] != 0 where the cell fires.
- * Returns 0, or -1 if the grid or model exceeds the compiled maxima. */
+ * Returns 0, or -1 if the grid or model exceeds the compiled maxima. Two 256-entry tables derived
+ * from the model are built on the first call with a given model pointer (a model's constants are
+ * const: changing them in place at the same address is not supported). Not reentrant. */
 int nca_step(const nca_model_t *m, int8_t *state, int h, int w, const uint8_t *fire);
 
 /* The fire-mask PRNG (firmware_sim/prng.py): 1 if cell (row, col) fires at `step`. */
