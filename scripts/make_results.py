@@ -66,7 +66,7 @@ def main() -> None:
         "## Exported artifacts in their runtimes",
         "",
         fragment("export.md", "not measured yet"),
-        "## int8 exports vs the golden model (firmware_sim)",
+        "## int8 exports and packed blobs vs the golden model (firmware_sim)",
         "",
         fragment("verify.md", "not measured yet"),
         "## C firmware (host and Cortex-M4)",

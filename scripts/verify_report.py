@@ -89,7 +89,7 @@ def main() -> None:
     # rows of a run made before rows recorded their command: that run's command (tflite rows only then)
     commands = list(dict.fromkeys(r.get("command", "python scripts/verify_report.py --digits 200 --optimized-digits 20 "
                                                     "--jobs 2 --write docs/results/verify.md") for r in rows))
-    lines = ["# int8 exports vs firmware_sim (bit-exactness)", "",
+    lines = ["# int8 exports and packed blobs vs firmware_sim (bit-exactness)", "",
              "Commands: " + "; ".join(f"`{c}`" for c in commands) + ". Each tflite row is `nca-edge verify "
              f"out/verify/MODEL.tflite --digits N --steps {a.steps} --runtime RUNTIME [--optimized]`, each packed "
              f"row `nca-edge verify out/verify/MODEL.ncap --digits N --steps {a.steps}` (the blob's device "
