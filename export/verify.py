@@ -130,14 +130,11 @@ def verify(path: str, runtime: str = "litert", reference: bool = True, digits: i
             prev = a
             a = rt(prev, fire_q)
             b = int8.step(params, b, fire)
-            diff = a[:real] != b[:real]
-            res.values_compared += diff.size
-            res.steps_compared += real
-            if diff.any():
-                res.values_differing += int(diff.sum())
-                res.steps_differing += int(diff.reshape(real, -1).any(1).sum())
+            diff = _count(res, a[:real], b[:real])
+            if diff is not None:
                 if res.first is None:
-                    res.first = _first(path, runtime, reference, params, prev, fire, fire_q, a, b, diff, ids, t)
+                    res.first = _mismatch(diff, a, b, ids, t)
+                    res.first["layer"] = _diverging_layer(path, runtime, reference, params, prev, fire, fire_q)
                 b = a.copy()
             if progress is not None:
                 progress(real)
@@ -176,28 +173,34 @@ def verify_packed(path: str, digits: int = 200, steps: int = 400, mutate_at: int
             a, ref = int8.mutate(params, a, images[targets]), int8.mutate(params, ref, images[targets])
         fire = fire_mask(mask_seed, np.arange(n), t, h, w, fire_rate)
         a, ref = xnor.step(params, a, fire), int8.step(params, ref, fire)
-        diff = a != ref
-        res.values_compared += diff.size
-        res.steps_compared += n
-        if diff.any():
-            res.values_differing += int(diff.sum())
-            res.steps_differing += int(diff.reshape(n, -1).any(1).sum())
+        diff = _count(res, a, ref)
+        if diff is not None:
             if res.first is None:
-                i, y, x, c = (int(v) for v in np.argwhere(diff)[0])
-                res.first = {"step": t, "digit": i, "y": y, "x": x, "channel": c, "runtime": int(a[i, y, x, c]),
-                             "simulator": int(ref[i, y, x, c]), "layer": "the firing update (conv1..mul2)"}
+                res.first = _mismatch(diff, a, ref, np.arange(n), t) | {"layer": "the firing update (conv1..mul2)"}
             ref = a.copy()
         if progress is not None:
             progress(n)
     return res
 
 
-def _first(path, runtime, reference, params, prev, fire, fire_q, a, b, diff, ids, t) -> dict:
-    """Where the first difference is, and the first layer at which the two computations part."""
+def _count(res: VerifyResult, a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+    """Count one step's comparison (a: the artifact's states, b: the golden model's, one row per
+    digit) into ``res``; the mask of differing values, or None when they agree."""
+    diff = a != b
+    res.values_compared += diff.size
+    res.steps_compared += len(a)
+    if not diff.any():
+        return None
+    res.values_differing += int(diff.sum())
+    res.steps_differing += int(diff.reshape(len(a), -1).any(1).sum())
+    return diff
+
+
+def _mismatch(diff: np.ndarray, a: np.ndarray, b: np.ndarray, ids: np.ndarray, t: int) -> dict:
+    """The first differing value: step, digit, cell, channel and both values."""
     i, y, x, c = (int(v) for v in np.argwhere(diff)[0])
-    info = {"step": t, "digit": int(ids[i]), "y": y, "x": x, "channel": c, "runtime": int(a[i, y, x, c]),
-            "simulator": int(b[i, y, x, c]), "layer": _diverging_layer(path, runtime, reference, params, prev, fire, fire_q)}
-    return info
+    return {"step": t, "digit": int(ids[i]), "y": y, "x": x, "channel": c, "runtime": int(a[i, y, x, c]),
+            "simulator": int(b[i, y, x, c])}
 
 
 def _diverging_layer(path, runtime, reference, params, prev, fire, fire_q) -> str:

@@ -15,6 +15,7 @@ import numpy as np
 
 from . import packed as pk
 from .int8 import Add, Conv, Int8Step, Mul, Threshold, check_bounds
+from .xnor import binary_magnitude, kernel_matrix
 
 FLAG_INT8_STEP = 1  # header flags bit 0: the tensors are an int8 step (this module's set)
 
@@ -60,9 +61,9 @@ def dumps(p: Int8Step, variant: str, perception: int, hidden: int, n_classes: in
     put("io", [getattr(p, f) for f in _IO], pk.INT32)
     put("pixel_lut", p.pixel_lut, pk.INT8)
     for i, c in enumerate((p.conv1, p.conv2, p.conv3), start=1):
-        w = c.weight.reshape(c.weight.shape[0], -1).astype(np.int32)
-        k = int(np.abs(w).max())
-        binary = k > 0 and bool(np.all(np.abs(w) == k))
+        w = kernel_matrix(c)
+        k = binary_magnitude(c)
+        binary = k > 0
         dw = None if binary else depthwise_taps(c)
         if binary:
             put(f"conv{i}.w", np.sign(w), pk.BITS)
@@ -70,7 +71,7 @@ def dumps(p: Int8Step, variant: str, perception: int, hidden: int, n_classes: in
             put(f"conv{i}.w", dw[0], pk.INT8)
         else:
             put(f"conv{i}.w", w, pk.INT8)
-        put(f"conv{i}.q", [getattr(c, f) for f in _CONV_Q] + [k if binary else 0, *c.weight.shape[1:], dw[1] if dw else 0],
+        put(f"conv{i}.q", [getattr(c, f) for f in _CONV_Q] + [k, *c.weight.shape[1:], dw[1] if dw else 0],
             pk.INT32)
         put(f"conv{i}.bias", c.bias, pk.INT32)
         put(f"conv{i}.mult", c.multiplier, pk.INT32)
