@@ -3,7 +3,8 @@
 Output directory::
 
     nca_model.h    the packed parameters as const arrays (flash): int8 kernels (a depthwise 3x3
-                   kernel as its taps), binary kernels as uint32 words (bit j of word j/32, 1 = -1),
+                   kernel as its taps), binary kernels as uint64 words (bit j of word j/64, 1 = -1), an int8
+                   kernel after a binary activation by input (16-bit lanes),
                    per-channel int32 constants; for binary activations, accumulator thresholds and
                    folded biases (firmware_sim/xnor.py) in place of requantization
     nca_step.h/.c  the step (docs/integer_semantics.md): no heap, no floating point, only
@@ -31,7 +32,7 @@ STATIC = ("nca_step.h", "nca_step.c", "nca_model.c", "main_host.c", "startup_m4.
 
 def _array(ctype: str, name: str, values, per_line: int = 16) -> str:
     v = [int(x) for x in np.asarray(values).reshape(-1)]
-    fmt = (lambda x: f"0x{x:08X}u") if ctype == "uint32_t" else str
+    fmt = {"uint64_t": lambda x: f"0x{x:016X}ull", "int64_t": lambda x: f"{x}ll"}.get(ctype, str)
     lines = [", ".join(fmt(x) for x in v[i:i + per_line]) for i in range(0, len(v), per_line)]
     return f"static const {ctype} {name}[{len(v)}] = {{\n    " + ",\n    ".join(lines) + "\n};\n"
 
@@ -41,6 +42,34 @@ def _int32(values) -> np.ndarray:
     if v.size and (v.min() < -2**31 or v.max() > 2**31 - 1):
         raise ValueError("a folded constant does not fit int32")
     return v
+
+
+def words64(words32: np.ndarray) -> np.ndarray:
+    """uint32 words [..., n] (bit j of word j/32) -> uint64 words (bit j of word j/64), the same bits."""
+    w = np.asarray(words32, np.uint64)
+    if w.shape[-1] % 2:
+        w = np.concatenate([w, np.zeros(w.shape[:-1] + (1,), np.uint64)], -1)
+    return w[..., 0::2] | (w[..., 1::2] << np.uint64(32))
+
+
+def input_lanes(w: np.ndarray) -> np.ndarray:
+    """An int8 kernel [out, k] held by input for a binary-input layer: [k, ceil(out / 4)] uint64
+    words, 16-bit lane l of word q of input j = w[4q + l, j] + 128 (padding outputs: 0), so that
+    one addition adds 4 weights and k of them cannot overflow a lane."""
+    out, k = w.shape
+    if k * 255 >= 2**16:
+        raise ValueError(f"a {k}-input layer overflows the 16-bit lanes of the C step")
+    b = np.zeros((k, -(-out // 4) * 4), np.uint64)
+    b[:, :out] = (np.asarray(w, np.int64).T + 128).astype(np.uint64)
+    b = b.reshape(k, -1, 4)
+    return np.bitwise_or.reduce(b << (np.uint64(16) * np.arange(4, dtype=np.uint64)), axis=-1)
+
+
+def depthwise_pairs(taps: np.ndarray) -> np.ndarray:
+    """Depthwise taps int8 [O, 9] (O even) -> [O / 2, 9] int64 w[o] + w[o + 1] * 2^32 (even o): one
+    64-bit multiply-add computes both outputs' sums, exactly (each sum is far below 2^31)."""
+    t = np.asarray(taps, np.int64)
+    return t[0::2] + t[1::2] * 2**32
 
 
 def model_header(p: int8.Int8Step, cfg, source: str = "") -> str:
@@ -58,19 +87,25 @@ def model_header(p: int8.Int8Step, cfg, source: str = "") -> str:
         k = xnor.binary_magnitude(c)
         dw = None if k else depthwise_taps(c)
         taps = c.weight.shape[1] * c.weight.shape[2]
-        wref = bref = "0"
+        act_in = acts[i - 1] if i > 0 else None
+        wref = pref = bref = lref = "0"
         nwords = dm = 0
         if k:
-            words = pack_bits(np.sign(w))
-            out.append(_array("uint32_t", f"nca_w{i}", words, 6))
+            words = words64(pack_bits(np.sign(w)))
+            out.append(_array("uint64_t", f"nca_w{i}", words, 4))
             bref, nwords = f"nca_w{i}", words.shape[1]
+        elif act_in is not None:
+            out.append(_array("uint64_t", f"nca_l{i}", input_lanes(w), 4))
+            lref = f"nca_l{i}"
+        elif dw is not None and dw[1] % 2 == 0:
+            out.append(_array("int64_t", f"nca_p{i}", depthwise_pairs(dw[0]), 9))
+            pref, dm = f"nca_p{i}", dw[1]
         elif dw is not None:
             out.append(_array("int8_t", f"nca_w{i}", dw[0], 18))
             wref, dm = f"nca_w{i}", dw[1]
         else:
             out.append(_array("int8_t", f"nca_w{i}", w, 20))
             wref = f"nca_w{i}"
-        act_in = acts[i - 1] if i > 0 else None
         binary_out = i < 2 and acts[i] is not None
         bias = c0 = c1 = mult = shift = thr = "0"
         step = 0
@@ -89,7 +124,7 @@ def model_header(p: int8.Int8Step, cfg, source: str = "") -> str:
         else:
             out += [_array("int32_t", f"nca_m{i}", c.multiplier, 8), _array("int8_t", f"nca_s{i}", c.shift, 20)]
             mult, shift = f"nca_m{i}", f"nca_s{i}"
-        convs.append(f"        {{{w.shape[0]}, {w.shape[1]}, {taps}, {dm}, {wref}, {bref}, {nwords}, {k}, {bias}, {mult}, "
+        convs.append(f"        {{{w.shape[0]}, {w.shape[1]}, {taps}, {dm}, {wref}, {pref}, {bref}, {lref}, {nwords}, {k}, {bias}, {mult}, "
                      f"{shift}, {c.input_zero}, {c.output_zero}, {c.act_min}, {c.act_max}, {c0}, {c1}, {step}, {thr}}}")
     m1, m2, a = p.mul1, p.mul2, p.add
     out += ["static const nca_model_t NCA_MODEL = {",

@@ -7,10 +7,12 @@ CI-sized here; the full run (100 digits x 400 steps per variant) is
 
 import re
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from export import export_model
+from export.c_export import depthwise_pairs, input_lanes, words64
 from export.verify_c import toolchain_missing, verify_c
 from nca_edge.cli import main
 
@@ -80,14 +82,40 @@ def test_verify_reports_a_wrong_constant_with_its_first_mismatch(c_dirs, tmp_pat
 
 
 def test_bnn_header_stores_the_depthwise_taps_and_xnor_constants(c_dirs):
-    """The BNN's C model: 9 int8 taps per perception output (not 9 C), thresholds on accumulators
-    in place of requantization for the binary activations, folded biases for binary inputs."""
+    """The BNN's C model: 9 taps per perception output (not 9 C), two outputs' taps an int64;
+    the binary kernel as 64-bit words, the last layer by input in 16-bit lanes; thresholds on
+    accumulators in place of requantization for the binary activations, folded biases for
+    binary inputs."""
     header = (c_dirs["bnn"] / "nca_model.h").read_text()
-    assert re.search(r"static const int8_t nca_w0\[720\]", header)
+    assert re.search(r"static const int64_t nca_p0\[360\]", header)
+    assert re.search(r"static const uint64_t nca_w1\[160\]", header)
+    assert re.search(r"static const uint64_t nca_l2\[400\]", header)
     for name in ("nca_t0", "nca_t1", "nca_c0_1", "nca_c0_2", "nca_c1_2"):
         assert f"static const int32_t {name}[" in header, name
     for absent in ("nca_m0", "nca_m1", "nca_b1", "nca_b2"):
         assert absent not in header, absent
+
+
+def test_c_layouts_hold_the_kernels_exactly():
+    """The C header's layouts are rearrangements, not new arithmetic: pairs split back into the two
+    outputs' taps, 16-bit lanes hold w + 128 by input, 64-bit words hold the 32-bit words' bits."""
+    rng = np.random.default_rng(0)
+    taps = rng.integers(-128, 128, (6, 9)).astype(np.int8)
+    x = rng.integers(-128, 128, 9)
+    s = depthwise_pairs(taps) @ x  # one 64-bit sum per pair of outputs
+    lo = (s + 2**31) % 2**32 - 2**31
+    assert np.array_equal(lo, taps[0::2].astype(np.int64) @ x)
+    assert np.array_equal((s - lo) // 2**32, taps[1::2].astype(np.int64) @ x)
+    w = rng.integers(-128, 128, (5, 7))
+    lanes = input_lanes(w)
+    assert lanes.shape == (7, 2)
+    got = np.array([[(int(lanes[j, o // 4]) >> (16 * (o % 4))) & 0xFFFF for o in range(5)] for j in range(7)])
+    assert np.array_equal(got, w.T + 128)
+    assert int(lanes[0, 1]) >> 16 == 0  # padding outputs hold 0
+    with pytest.raises(ValueError, match="overflows"):
+        input_lanes(np.zeros((1, 258)))
+    words32 = np.array([[0x89ABCDEF, 0x01234567, 0xFFFF]], np.uint32)
+    assert [int(v) for v in words64(words32)[0]] == [0x0123456789ABCDEF, 0xFFFF]
 
 
 def test_a_benchmark_run_writes_no_states_and_prints_its_stepping_time(c_dirs, tmp_path):

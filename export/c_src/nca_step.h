@@ -12,8 +12,12 @@ typedef struct {
     int32_t out, k;            /* output channels, reduction length (9*C, P or H) */
     int32_t taps;              /* 9 for the 3x3 conv, 1 for a 1x1 conv */
     int32_t dm;                /* depthwise 3x3: output o reads input channel o / dm only, w is [out][taps]; 0: dense */
-    const int8_t *w;           /* int8 kernel [out][k] (or [out][taps] when dm > 0), or NULL when binary */
-    const uint32_t *bits;      /* binary kernel [out][words]: bit j of word j/32, 1 = -1, or NULL */
+    const int8_t *w;           /* int8 kernel [out][k] (or [out][taps] when dm > 0) on an int8 input, or NULL */
+    const int64_t *pairs;      /* depthwise with an even dm: [out / 2][taps], w[o][t] + w[o + 1][t] * 2^32 for even o
+                                  (two 9-tap sums in one 64-bit sum: each is < 2^19 in size), or NULL (w instead) */
+    const uint64_t *bits;      /* binary kernel [out][words]: bit j of word j/64, 1 = -1, or NULL */
+    const uint64_t *lanes;     /* int8 kernel on a binary input, by input: [k][(out + 3) / 4] words, lane
+                                  l of word q of input j (bits 16l..16l+15) = w[4q + l][j] + 128, or NULL */
     int32_t words, magnitude;  /* words per row, |w| of the binary kernel */
     const int32_t *bias;       /* bias (NULL when the input is binary: folded into c0) */
     const int32_t *mult;       /* requantization (NULL when the output is binary: thr instead) */
