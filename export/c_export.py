@@ -8,7 +8,7 @@ Output directory::
                    per-channel int32 constants; for binary activations, accumulator thresholds and
                    folded biases (firmware_sim/xnor.py) in place of requantization
     nca_step.h/.c  the step (docs/integer_semantics.md): no heap, no floating point, only
-                   <stdint.h>/<string.h>; in place, with two row buffers
+                   <stdint.h>/<string.h>; in place, with three row buffers
     main_host.c    a host driver: reads test vectors, writes every state (used by `nca-edge verify`)
     startup_m4.c, mps2_m4.ld   a Cortex-M4 start-up and linker script (QEMU's mps2-an386 board)
     Makefile       `make host` (cc -std=c99 -Wall -Wextra -Werror -O2), `make m4` (arm-none-eabi-gcc)
