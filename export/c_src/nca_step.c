@@ -12,7 +12,7 @@
 static inline int32_t asr(int32_t x, int e) { return x < 0 ? ~(int32_t)(~(uint32_t)x >> e) : (int32_t)((uint32_t)x >> e); }
 
 /* TFLite's SaturatingRoundingDoublingHighMul. */
-static inline int32_t srdhm(int32_t a, int32_t b) {
+static int32_t srdhm(int32_t a, int32_t b) {
     int64_t ab, nudge;
     if (a == I32_MIN && b == I32_MIN) return I32_MAX;
     ab = (int64_t)a * (int64_t)b;
@@ -22,7 +22,7 @@ static inline int32_t srdhm(int32_t a, int32_t b) {
 }
 
 /* TFLite's RoundingDivideByPOT (round half away from zero). */
-static inline int32_t rdbpot(int32_t x, int e) {
+static int32_t rdbpot(int32_t x, int e) {
     int32_t mask = (int32_t)(((uint32_t)1 << e) - 1u);
     int32_t rem = x & mask;
     int32_t thr = (mask >> 1) + (x < 0 ? 1 : 0);
@@ -30,7 +30,7 @@ static inline int32_t rdbpot(int32_t x, int e) {
 }
 
 /* TFLite's MultiplyByQuantizedMultiplier (double rounding). */
-static inline int32_t mbqm(int32_t x, int32_t mult, int32_t shift) {
+static int32_t mbqm(int32_t x, int32_t mult, int32_t shift) {
     int left = shift > 0 ? (int)shift : 0, right = shift > 0 ? 0 : (int)-shift;
     return rdbpot(srdhm((int32_t)((uint32_t)x << left), mult), right);
 }
