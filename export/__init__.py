@@ -142,12 +142,19 @@ FORMATS: dict[str, Format] = {
 }
 
 
+C_MAX_UNITS = 128  # NCA_MAX_UNITS's ceiling in export/c_src/nca_step.c
+
+
 def _check_supported(fmt: str, cfg) -> None:
     if fmt not in FORMATS:
         raise NCAEdgeError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if fmt == "lce" and not cfg.binary_activations:
         raise NCAEdgeError(f"format lce: Larq Compute Engine's bitpacked ops are for binary activations, and the "
                            f"{cfg.quant} variant has none; use --format tflite-int8")
+    if fmt == "c" and max(cfg.perception, cfg.hidden) > C_MAX_UNITS:
+        raise NCAEdgeError(f"format c: the C step holds at most {C_MAX_UNITS} units a layer (a binary activation is "
+                           f"at most two 64-bit words); this model has {cfg.perception} / {cfg.hidden}; "
+                           "use --format packed or tflite-int8")
     if fmt in ("tflite-int8", "onnx-qdq", "packed", "c") and cfg.binary_input:
         raise NCAEdgeError(f"format {fmt}: a binarized state input (binary_input) has no int8 step yet; "
                            "use --format tflite, onnx or lce")

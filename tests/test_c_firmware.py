@@ -138,3 +138,13 @@ def test_a_benchmark_run_writes_no_states_and_prints_its_stepping_time(c_dirs, t
 def test_c_export_refuses_what_it_cannot_build(tmp_path):
     res = CliRunner().invoke(main, ["verify", str(tmp_path), "--digits", "1", "--steps", "1"])
     assert res.exit_code == 1 and "not a C export" in res.output
+
+
+def test_c_export_refuses_layers_wider_than_the_c_step_holds():
+    from export import _check_supported
+    from nca_edge.config import CAConfig
+    from nca_edge.errors import NCAEdgeError
+
+    _check_supported("c", CAConfig(hidden=128))
+    with pytest.raises(NCAEdgeError, match="at most 128 units"):
+        _check_supported("c", CAConfig(hidden=160))

@@ -11,7 +11,7 @@
 typedef struct {
     int32_t out, k;            /* output channels, reduction length (9*C, P or H) */
     int32_t taps;              /* 9 for the 3x3 conv, 1 for a 1x1 conv */
-    int32_t dm;                /* depthwise 3x3: output o reads input channel o / dm only, w is [out][taps]; 0: dense */
+    int32_t dm;                /* depthwise 3x3: output o reads input channel o / dm only, w is [out][taps] (or pairs); 0: dense */
     const int8_t *w;           /* int8 kernel [out][k] (or [out][taps] when dm > 0) on an int8 input, or NULL */
     const int64_t *pairs;      /* depthwise with an even dm: [out / 2][taps], w[o][t] + w[o + 1][t] * 2^32 for even o
                                   (two 9-tap sums in one 64-bit sum: each is < 2^19 in size), or NULL (w instead) */
@@ -52,7 +52,7 @@ typedef struct {
 #ifndef NCA_MAX_WIDTH
 #define NCA_MAX_WIDTH 64
 #endif
-#ifndef NCA_MAX_UNITS
+#ifndef NCA_MAX_UNITS  /* at most 128 (export.C_MAX_UNITS) */
 #define NCA_MAX_UNITS 128
 #endif
 
@@ -60,9 +60,10 @@ typedef struct {
 const nca_model_t *nca_get_model(void);
 
 /* One step in place: state [h][w][C]; fire[y*w + x] != 0 where the cell fires.
- * Returns 0, or -1 if the grid or model exceeds the compiled maxima. Two 256-entry tables derived
- * from the model are built on the first call with a given model pointer (a model's constants are
- * const: changing them in place at the same address is not supported). Not reentrant. */
+ * Returns 0, or -1 if the grid or model exceeds the compiled maxima. Tables derived from the model
+ * (256-entry lookups for cells that rest and for the write-back ADD, the depthwise pairs' zero-point
+ * sums) are built on the first call with a given model pointer (a model's constants are const:
+ * changing them in place at the same address is not supported). Not reentrant. */
 int nca_step(const nca_model_t *m, int8_t *state, int h, int w, const uint8_t *fire);
 
 /* The fire-mask PRNG (firmware_sim/prng.py): 1 if cell (row, col) fires at `step`. */
