@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from export import export_model
-from export.c_export import depthwise_pairs, input_lanes, words64
+from export.c_export import depthwise_pairs, input_lanes, sliced_layer, words64
 from export.verify_c import toolchain_missing, verify_c
 from nca_edge.cli import main
 
@@ -83,16 +83,18 @@ def test_verify_reports_a_wrong_constant_with_its_first_mismatch(c_dirs, tmp_pat
 
 def test_bnn_header_stores_the_depthwise_taps_and_xnor_constants(c_dirs):
     """The BNN's C model: 9 taps per perception output (not 9 C), two outputs' taps an int64;
-    the binary kernel as 64-bit words, the last layer by input in 16-bit lanes; thresholds on
-    accumulators in place of requantization for the binary activations, folded biases for
-    binary inputs."""
+    the binary hidden kernel by input as 64-bit words of outputs, with its bounds bit-sliced (10
+    planes, counting the inputs on or off) in place of folded biases and thresholds; the last
+    layer by input in 16-bit lanes; thresholds on accumulators in place of requantization for
+    the perception's binary activation, folded biases for the last layer's binary input."""
     header = (c_dirs["bnn"] / "nca_model.h").read_text()
     assert re.search(r"static const int64_t nca_p0\[360\]", header)
-    assert re.search(r"static const uint64_t nca_w1\[160\]", header)
+    assert re.search(r"static const uint64_t nca_x1\[160\]", header)  # 80 inputs x 2 words
+    assert re.search(r"static const uint64_t nca_z1\[40\]", header)  # 2 x 10 planes x 2 words
     assert re.search(r"static const uint64_t nca_l2\[400\]", header)
-    for name in ("nca_t0", "nca_t1", "nca_c0_1", "nca_c0_2", "nca_c1_2"):
+    for name in ("nca_t0", "nca_c0_2", "nca_c1_2"):
         assert f"static const int32_t {name}[" in header, name
-    for absent in ("nca_m0", "nca_m1", "nca_b1", "nca_b2"):
+    for absent in ("nca_m0", "nca_m1", "nca_b1", "nca_b2", "nca_w1", "nca_t1", "nca_c0_1"):
         assert absent not in header, absent
 
 
@@ -118,6 +120,55 @@ def test_c_layouts_hold_the_kernels_exactly():
     assert [int(v) for v in words64(words32)[0]] == [0x0123456789ABCDEF, 0xFFFF]
 
 
+def _sliced_units(cols, planes, x, out):
+    """The C step's conv_sliced, bit for bit in Python: count the columns of the shorter list
+    into planes, add the bounds and n, subtract (inputs on) or add (off) twice the count, mod 2^10."""
+    n, k = int(x.sum()), len(x)
+    use_on = 2 * n <= k
+    listed = np.nonzero(x if use_on else ~x)[0]
+    ones = (1 << 64) - 1
+    units = np.zeros(out, bool)
+    for q in range(cols.shape[1]):
+        cnt = [0] * 8
+        for j in listed:  # one column at a time (the C step adds 4 with carry-save adders: the same sums)
+            carry = int(cols[j, q])
+            for p in range(8):
+                cnt[p], carry = cnt[p] ^ carry, cnt[p] & carry
+        flip = ones if use_on else 0
+        twice = [0] + cnt + [0]
+        c1, c2, r = 0, flip, 0
+        for p in range(10):
+            b, m, y = int(planes[0 if use_on else 1, p, q]), ones if n >> p & 1 else 0, twice[p] ^ flip
+            s = b ^ m ^ c1
+            c1 = (b & m) | (c1 & (b ^ m))
+            r = s ^ y ^ c2
+            c2 = (s & y) | (c2 & (s ^ y))
+        for o in range(64 * q, min(out, 64 * q + 64)):
+            units[o] = not (r >> (o - 64 * q)) & 1
+    return units
+
+
+def test_c_bit_sliced_layer_gives_the_accumulator_thresholds_units():
+    """conv_sliced's planes encode c0 + a (n - 2 pc) >= thr exactly, for any inputs, counting the
+    inputs on or off, with thresholds far outside the reachable range clamped (always on/off)."""
+    rng = np.random.default_rng(1)
+    out, k, a = 70, 90, 3
+    w = np.where(rng.random((out, k)) < 0.5, -1, 1)
+    c0 = rng.integers(-300, 300, out)
+    thr = rng.integers(-300, 300, out)
+    thr[:3] = [-10**6, 10**6, 0]
+    cols, planes = sliced_layer(w, c0, thr, a)
+    assert cols.shape == (k, 2) and planes.shape == (2, 10, 2)
+    for density in (0.0, 0.1, 0.5, 0.9, 1.0):
+        for _ in range(10):
+            x = rng.random(k) < density
+            pc = ((w < 0) & x).sum(1)
+            expected = c0 + a * (int(x.sum()) - 2 * pc) >= thr
+            assert np.array_equal(_sliced_units(cols, planes, x, out), expected)
+    with pytest.raises(ValueError, match="a > 0"):
+        sliced_layer(w, c0, thr, -3)
+
+
 def test_a_benchmark_run_writes_no_states_and_prints_its_stepping_time(c_dirs, tmp_path):
     if toolchain_missing("host"):
         pytest.skip("no host compiler")
@@ -133,6 +184,32 @@ def test_a_benchmark_run_writes_no_states_and_prints_its_stepping_time(c_dirs, t
     res = subprocess.run([str(exe), str(tmp_path), "2", "5", "28", "28", "0", "8388608", "0", "-"],
                          capture_output=True, text=True, check=True)
     assert float(res.stdout) >= 0.0 and sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_c_step_compiles_only_the_models_kernels_and_refuses_a_model_needing_another(c_dirs, tmp_path):
+    """nca_config.h names the kernels of the model's layers; a build without one of them refuses
+    the model (nca_step returns -1, the driver says why) instead of computing something else."""
+    if toolchain_missing("host"):
+        pytest.skip("no host compiler")
+    import subprocess
+
+    from export.verify_c import build
+
+    config = (c_dirs["bnn"] / "nca_config.h").read_text()
+    assert "conv 0, 1, 2: DEPTHWISE_BITS, SLICED, LANES" in config
+    assert "#define NCA_USE_SLICED 1" in config and "#define NCA_USE_PATCH 0" in config
+    assert "#define NCA_USE_PATCH 1" in (c_dirs["float"] / "nca_config.h").read_text()
+    src = tmp_path / "src"
+    src.mkdir()
+    for f in c_dirs["bnn"].iterdir():
+        (src / f.name).write_bytes(f.read_bytes())
+    (src / "nca_config.h").write_text(config.replace("#define NCA_USE_SLICED 1", "#define NCA_USE_SLICED 0"))
+    work = tmp_path / "work"
+    work.mkdir()
+    exe = build(src, work)
+    (work / "input.bin").write_bytes(np.full(28 * 28, 255, np.uint8).tobytes())
+    res = subprocess.run([str(exe), str(work), "1", "2", "28", "28", "0", "8388608", "0", "-"], capture_output=True, text=True)
+    assert res.returncode == 6 and "kernel is not compiled in" in res.stderr
 
 
 def test_c_export_refuses_what_it_cannot_build(tmp_path):

@@ -70,7 +70,8 @@ int main(int argc, char **argv) {
         for (t = 0; t < steps; t++) {
             if (mgrey && t == mutate_at) nca_mutate(m, state, mgrey + (size_t)g * cells, h, w);
             if (nca_step(m, state, h, w, fire + (size_t)t * cells) != 0) {
-                fprintf(stderr, "grid too large for this build\n");
+                fprintf(stderr, "nca_step refused the model or grid: larger than this build's maxima, or a layer's "
+                                "kernel is not compiled in (nca_config.h)\n");
                 return 6;
             }
             if (out) fwrite(state, 1, grid_bytes, out);
