@@ -7,6 +7,14 @@
 
 #include "nca_config.h" /* NCA_USE_*: the layer kernels this build compiles (generated with the model) */
 
+/* MBQM is inlined where 64-bit arithmetic is native (a host); on a 32-bit microcontroller it is a
+ * call: each copy would cost flash. */
+#if UINTPTR_MAX > 0xFFFFFFFFu
+#define NCA_HOT_INLINE inline
+#else
+#define NCA_HOT_INLINE
+#endif
+
 #define I32_MIN (-2147483647 - 1)
 #define I32_MAX 2147483647
 
@@ -25,7 +33,7 @@ static inline int64_t asr64(int64_t x, int e) {
  *   result exceeds INT32_MAX, and is clamped to it;
  * - RoundingDivideByPOT(r, e) (round half away from zero): floor((r + 2^(e-1) - [r < 0]) / 2^e) for
  *   e > 0, in 64 bits so that nothing overflows. */
-static int32_t mbqm(int32_t x, int32_t mult, int32_t shift) {
+static NCA_HOT_INLINE int32_t mbqm(int32_t x, int32_t mult, int32_t shift) {
     const int left = shift > 0 ? (int)shift : 0, right = shift > 0 ? 0 : (int)-shift;
     int64_t r = asr64((int64_t)(int32_t)((uint32_t)x << left) * mult + ((int64_t)1 << 30), 31);
     if (r > I32_MAX) r = I32_MAX;
