@@ -25,13 +25,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from firmware_sim.prng import fire_mask
-from firmware_sim.protocol import mutation_targets, step_metrics
+from firmware_sim.protocol import agreeing, mutation_targets, step_metrics
 
 
 @dataclass
 class HostResult:
     accuracy: np.ndarray  # [steps] percent
     agreement: np.ndarray  # [steps] percent
+    agree_last: np.ndarray | None = None  # bool [digits]: total agreement at the last step
     labels: np.ndarray | None = None  # int8 [digits, steps, H, W], -1 on dead cells (record_labels)
     meta: dict = field(default_factory=dict)
 
@@ -52,6 +53,7 @@ def run_protocol(runner, images: np.ndarray, labels: np.ndarray, ca: dict, steps
     correct = np.zeros(steps, np.int64)
     alive_n = np.zeros(steps, np.int64)
     agree = np.zeros(steps, np.int64)
+    agree_last = np.zeros(n, bool)
     rec = np.full((n, steps, h, w), -1, np.int8) if record_labels else None
     for start in range(0, n, bsz):
         ids = np.arange(start, min(start + bsz, n))
@@ -81,7 +83,10 @@ def run_protocol(runner, images: np.ndarray, labels: np.ndarray, ca: dict, steps
                 rec[ids, t] = np.where(alive, lab, -1)
             if progress is not None:
                 progress(real)
-    return HostResult(accuracy=100.0 * correct / np.maximum(alive_n, 1), agreement=100.0 * agree / n, labels=rec)
+        if steps:
+            agree_last[ids] = agreeing(lab, alive)
+    return HostResult(accuracy=100.0 * correct / np.maximum(alive_n, 1), agreement=100.0 * agree / n,
+                      agree_last=agree_last, labels=rec)
 
 
 def _pixels(images: np.ndarray, bsz: int) -> np.ndarray:
@@ -119,7 +124,8 @@ def main(argv=None) -> None:
     d = load_digits(a.dataset)
     r = run_protocol(runner, d.test_x[: a.digits], d.test_y[: a.digits], ca, a.steps, a.mutate_at, a.mask_seed,
                      record_labels=a.labels)
-    arrays = {"accuracy": r.accuracy, "agreement": r.agreement, "meta": np.array(json.dumps({"batch": runner.batch}))}
+    arrays = {"accuracy": r.accuracy, "agreement": r.agreement, "agree_last": r.agree_last,
+              "meta": np.array(json.dumps({"batch": runner.batch}))}
     if r.labels is not None:
         arrays["labels"] = r.labels
     np.savez(a.out, **arrays)

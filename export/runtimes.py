@@ -195,8 +195,8 @@ def run_in_child(artifact: str | Path, runtime: str, digits: int, steps: int, mu
                  mask_seed: int = 0, reference: bool = False, labels: bool = False, dataset: str = "mnist") -> dict:
     """Run ``export.host.run_protocol`` on an artifact in a fresh Python process.
 
-    Returns {"accuracy": [...], "agreement": [...], and with ``labels`` "labels": int8
-    [digits, steps, H, W] (-1 on dead cells)}.
+    Returns {"accuracy": [...], "agreement": [...], "agree_last": bool [digits] (total agreement
+    at the last step), and with ``labels`` "labels": int8 [digits, steps, H, W] (-1 on dead cells)}.
     """
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.npz"

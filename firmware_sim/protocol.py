@@ -23,17 +23,24 @@ def mutation_targets(n: int, seed: int) -> np.ndarray:
     return (np.arange(n) + offsets) % n
 
 
+def agreeing(labels: np.ndarray, alive: np.ndarray) -> np.ndarray:
+    """bool [B]: the sample has alive cells and they all give the same label (total agreement).
+
+    labels [B, H, W] int, alive [B, H, W] bool.
+    """
+    big = np.iinfo(np.int64).max
+    lo = np.where(alive, labels, big).reshape(len(labels), -1).min(1)
+    hi = np.where(alive, labels, -1).reshape(len(labels), -1).max(1)
+    return (lo == hi) & alive.reshape(len(labels), -1).any(1)
+
+
 def step_metrics(labels: np.ndarray, alive: np.ndarray, targets: np.ndarray) -> tuple[int, int, int]:
     """(correct alive cells, alive cells, samples whose alive cells all agree) for one step.
 
     labels [B, H, W] int, alive [B, H, W] bool, targets [B] int.
     """
     correct = int((labels == targets[:, None, None])[alive].sum())
-    big = np.iinfo(np.int64).max
-    lo = np.where(alive, labels, big).reshape(len(labels), -1).min(1)
-    hi = np.where(alive, labels, -1).reshape(len(labels), -1).max(1)
-    has_cells = alive.reshape(len(labels), -1).any(1)
-    return correct, int(alive.sum()), int(((lo == hi) & has_cells).sum())
+    return correct, int(alive.sum()), int(agreeing(labels, alive).sum())
 
 
 def run_int8(params, grey: np.ndarray, labels: np.ndarray, n_classes: int = 10, steps: int = 400,
@@ -42,7 +49,8 @@ def run_int8(params, grey: np.ndarray, labels: np.ndarray, n_classes: int = 10, 
     """The article's protocol on the int8 simulator (numpy integers only), under a schedule.
 
     grey: uint8 test images [N, H, W]; labels [N]. Returns {"accuracy": [steps] %, "agreement":
-    [steps] %, and with record_labels "labels": int8 [N, steps, H, W] (-1 on dead cells)}.
+    [steps] %, "agree_last": bool [N] (each sample's total agreement at the last step), and with
+    record_labels "labels": int8 [N, steps, H, W] (-1 on dead cells)}.
     Fire masks: ``prng.fire_mask(mask_seed, digit index, step, H, W, fire_rate)``; mutation as
     ``int8.mutate`` with targets ``mutation_targets(N, mask_seed)``.
     """
@@ -56,6 +64,7 @@ def run_int8(params, grey: np.ndarray, labels: np.ndarray, n_classes: int = 10, 
     correct = np.zeros(steps, np.int64)
     alive_n = np.zeros(steps, np.int64)
     agree = np.zeros(steps, np.int64)
+    agree_last = np.zeros(n, bool)
     rec = np.full((n, steps, h, w), -1, np.int8) if record_labels else None
     runner = Runner(params, schedule, seed=mask_seed)
     for start in range(0, n, batch):
@@ -78,7 +87,9 @@ def run_int8(params, grey: np.ndarray, labels: np.ndarray, n_classes: int = 10, 
                 rec[ids, t] = np.where(alive, lab, -1)
             if progress is not None:
                 progress(len(ids))
-    out = {"accuracy": 100.0 * correct / np.maximum(alive_n, 1), "agreement": 100.0 * agree / n}
+        if steps:
+            agree_last[ids] = agreeing(lab, alive)
+    out = {"accuracy": 100.0 * correct / np.maximum(alive_n, 1), "agreement": 100.0 * agree / n, "agree_last": agree_last}
     if rec is not None:
         out["labels"] = rec
     return out

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from export import export_all, export_model
 from export.artifact import artifact_config
 from export.host import run_protocol
+from firmware_sim.protocol import agreeing
 from export.runtimes import OnnxRunner, TFLiteRunner, TorchRunner, run_in_child
 from nca_edge.checkpoint import load_checkpoint, resolve_model, save_checkpoint
 from nca_edge.cli import main
@@ -54,6 +55,10 @@ def test_float_artifact_labels_match_pytorch_over_100_steps_on_100_digits(artifa
     same = (got["labels"] == ref.labels)[alive].mean()
     assert same >= 0.999, f"{runtime}: labels equal on {100 * same:.3f}% of alive cells"
     np.testing.assert_allclose(got["accuracy"], ref.accuracy, atol=0.1)
+    for r in (got, {"labels": ref.labels, "agree_last": ref.agree_last, "agreement": ref.agreement}):
+        last = r["labels"][:, -1]  # each digit's total agreement at the last step, and their share
+        assert np.array_equal(r["agree_last"], agreeing(last, last >= 0))
+        assert r["agreement"][-1] == pytest.approx(100 * r["agree_last"].mean())
 
 
 @pytest.mark.parametrize("runner_kind", ["onnx", "tflite"])

@@ -443,3 +443,20 @@ def test_a_depthwise_kernel_is_stored_as_its_taps_and_read_back_dense(int8_files
     _same_step(p, q)
     assert b.tensors["conv1.w"].shape == taps.shape
     assert blob.depthwise_taps(_params(int8_files["float"]).conv1) is None
+
+
+def test_protocol_run_reports_each_digits_total_agreement_at_the_last_step(int8_files):
+    """run_int8's agree_last is each digit's total agreement at the last step (paired comparisons of
+    two runs use it), and its mean is that step's agreement."""
+    from firmware_sim.protocol import agreeing, run_int8
+    from nca_edge.data import load_digits
+
+    d = load_digits()
+    r = run_int8(_params(int8_files["ban"]), d.test_x[:6], d.test_y[:6], steps=30, mutate_at=None, batch=4,
+                 record_labels=True)
+    last = r["labels"][:, -1]
+    assert np.array_equal(r["agree_last"], agreeing(last, last >= 0))
+    assert r["agreement"][-1] == pytest.approx(100 * r["agree_last"].mean())
+    assert agreeing(np.array([[[1, 2], [1, 1]]]), np.array([[[True, False], [True, True]]])).tolist() == [True]
+    assert agreeing(np.array([[[1, 2]]]), np.array([[[True, True]]])).tolist() == [False]
+    assert agreeing(np.array([[[1, 1]]]), np.zeros((1, 1, 2), bool)).tolist() == [False]  # no alive cell
