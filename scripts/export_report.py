@@ -1,6 +1,7 @@
 """Export every shipped model in every format and measure each artifact in its runtime.
 
-    .venv/bin/python scripts/export_report.py [--models float bwn] [--digits 500] [--write docs/results/export.md]
+    .venv/bin/python scripts/export_report.py [--models float bwn] [--digits 500] [--jobs 2] [--merge]
+        [--write docs/results/export.md]
 
 For each model: `nca-edge export MODEL --all` (batch 50, 28x28) into out/export/MODEL/, then
 * float formats (onnx in onnxruntime, tflite in tflite-runtime 2.14 and ai-edge-litert, lce in LCE's
@@ -8,15 +9,19 @@ For each model: `nca-edge export MODEL --all` (batch 50, 28x28) into out/export/
   share of alive-cell labels equal to PyTorch's over 100 steps on the first 100 test digits
   (same masks), and accuracy/agreement at step 100;
 * tflite-int8 (tflite-runtime 2.14 and ai-edge-litert) and onnx-qdq (onnxruntime): accuracy and agreement at step 200 on
-  the first --digits test digits, next to the PyTorch fake-quant model's (export/fakequant.py).
+  the first --digits test digits, next to the PyTorch fake-quant model's (export/fakequant.py), with
+  the digits whose total agreement at step 200 differs between the two runs (paired counts).
 The table goes to --write (a docs/results fragment) and its JSON beside it.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from report import publish  # noqa: E402
+from report import command, publish  # noqa: E402
 
 from export import export_all, export_model  # noqa: E402
 from export.fakequant import FakeQuantRunner  # noqa: E402
@@ -37,14 +42,22 @@ from nca_edge.compare import default_models  # noqa: E402
 from nca_edge.data import load_digits  # noqa: E402
 
 
+ORDER = {"float": 0, "bwn": 1, "ban": 2, "bnn": 3}
+FIRST_COMMAND = "python scripts/export_report.py --digits 500 --write docs/results/export.md"  # rows recorded before rows had one
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="*", default=None)
-    ap.add_argument("--digits", type=int, default=500)
+    ap.add_argument("--digits", type=int, default=500, help="test digits for the int8 comparisons")
+    ap.add_argument("--jobs", type=int, default=1, help="runtime rows run at once (each in its own child process)")
+    ap.add_argument("--merge", action="store_true", help="keep the rows of --write's JSON of the models not run now")
     ap.add_argument("--write", type=Path, default=None)
     a = ap.parse_args()
     d = load_digits()
+    cmd = command().strip()
     rows = []
+    pool = ThreadPoolExecutor(max_workers=max(1, a.jobs))  # the runtimes work in child processes
     for name in a.models or default_models():
         out = ROOT / "out" / "export" / name
         manifest = export_all(name, out, force=True, batch=50)
@@ -54,66 +67,93 @@ def main() -> None:
         ref = run_protocol(TorchRunner(model), d.test_x[:100], d.test_y[:100], ca, steps=100, mutate_at=None,
                            record_labels=True)
         alive = ref.labels >= 0
-        for fmt, runtime in [("onnx", "onnxruntime"), ("tflite", "tflite-runtime"), ("tflite", "litert"), ("lce", "lce")]:
-            if fmt not in files:
-                continue
+
+        def float_row(fmt, runtime):
             t = time.time()
             path = out / files[fmt]["file"]
             if fmt == "lce":  # LCE's Python interpreter feeds one sample per call: it runs batch-1 files only
                 path = out / f"{name}-lce-batch1.tflite"
                 export_model(name, "lce", path, force=True, batch=1)
             got = run_in_child(path, runtime, digits=100, steps=100, mutate_at=0, labels=True)
-            rows.append({"model": name, "format": fmt, "runtime": runtime, "bytes": files[fmt]["bytes"],
-                         "check": "labels equal to PyTorch (100 digits x 100 steps)",
-                         "value": round(100 * float((got["labels"] == ref.labels)[alive].mean()), 3),
-                         "accuracy": round(float(got["accuracy"][-1]), 2), "agreement": round(float(got["agreement"][-1]), 2),
-                         "ref_accuracy": round(float(ref.accuracy[-1]), 2), "ref_agreement": round(float(ref.agreement[-1]), 2),
-                         "step": 100, "seconds": round(time.time() - t, 1)})
-            print(rows[-1], flush=True)
+            return {"model": name, "format": fmt, "runtime": runtime, "bytes": files[fmt]["bytes"], "digits": 100,
+                    "check": "labels equal to PyTorch (100 digits x 100 steps)",
+                    "value": round(100 * float((got["labels"] == ref.labels)[alive].mean()), 3),
+                    "accuracy": round(float(got["accuracy"][-1]), 2), "agreement": round(float(got["agreement"][-1]), 2),
+                    "ref_accuracy": round(float(ref.accuracy[-1]), 2), "ref_agreement": round(float(ref.agreement[-1]), 2),
+                    "ref_only": None, "runtime_only": None, "step": 100, "seconds": round(time.time() - t, 1), "command": cmd}
+
         int8 = out / files["tflite-int8"]["file"]
-        fq = run_protocol(FakeQuantRunner(model, int8), d.test_x[: a.digits], d.test_y[: a.digits], ca, steps=200,
-                          mutate_at=None)
-        for fmt, runtime in (("tflite-int8", "tflite-runtime"), ("tflite-int8", "litert"), ("onnx-qdq", "onnxruntime")):
-            if fmt not in files:
-                continue
+
+        def int8_row(fmt, runtime):
             t = time.time()
             got = run_in_child(out / files[fmt]["file"], runtime, digits=a.digits, steps=200, mutate_at=0)
-            rows.append({"model": name, "format": fmt, "runtime": runtime, "bytes": files[fmt]["bytes"],
-                         "check": f"vs fake-quant model ({a.digits} digits, step 200)", "value": None,
-                         "accuracy": round(float(got["accuracy"][199]), 2), "agreement": round(float(got["agreement"][199]), 2),
-                         "ref_accuracy": round(float(fq.accuracy[199]), 2), "ref_agreement": round(float(fq.agreement[199]), 2),
-                         "step": 200, "seconds": round(time.time() - t, 1)})
-            print(rows[-1], flush=True)
+            return {"format": fmt, "runtime": runtime, "bytes": files[fmt]["bytes"], "got": got, "seconds": round(time.time() - t, 1)}
+
+        jobs = [pool.submit(float_row, fmt, rt) for fmt, rt in
+                [("onnx", "onnxruntime"), ("tflite", "tflite-runtime"), ("tflite", "litert"), ("lce", "lce")] if fmt in files]
+        jobs += [pool.submit(int8_row, fmt, rt) for fmt, rt in
+                 [("tflite-int8", "tflite-runtime"), ("tflite-int8", "litert"), ("onnx-qdq", "onnxruntime")] if fmt in files]
+        fq = run_protocol(FakeQuantRunner(model, int8), d.test_x[: a.digits], d.test_y[: a.digits], ca, steps=200,
+                          mutate_at=None)
+        results = []
         if model.cfg.binary_activations:
             # XNNPACK's requantization rounds differently from the reference kernels, and a binary unit at its
             # threshold turns that into a different trajectory: also run the file's reference semantics
             # (firmware_sim, bit-exact with BUILTIN_REF: nca-edge verify), which is faster than BUILTIN_REF itself.
             t = time.time()
-            got = run_int8(int8_step_from_tflite((out / files["tflite-int8"]["file"]).read_bytes()),
-                           d.test_x[: a.digits], d.test_y[: a.digits], config.ca.n_classes, 200, None, 0, "sync",
-                           config.ca.fire_rate)
-            rows.append({"model": name, "format": "tflite-int8", "runtime": "firmware_sim (= reference kernels)",
-                         "bytes": files["tflite-int8"]["bytes"], "check": f"vs fake-quant model ({a.digits} digits, step 200)",
-                         "value": None, "accuracy": round(float(got["accuracy"][199]), 2),
-                         "agreement": round(float(got["agreement"][199]), 2),
-                         "ref_accuracy": round(float(fq.accuracy[199]), 2), "ref_agreement": round(float(fq.agreement[199]), 2),
-                         "step": 200, "seconds": round(time.time() - t, 1)})
-            print(rows[-1], flush=True)
+            got = run_int8(int8_step_from_tflite(int8.read_bytes()), d.test_x[: a.digits], d.test_y[: a.digits],
+                           config.ca.n_classes, 200, None, 0, "sync", config.ca.fire_rate)
+            results.append({"format": "tflite-int8", "runtime": "firmware_sim (= reference kernels)",
+                            "bytes": files["tflite-int8"]["bytes"], "got": got, "seconds": round(time.time() - t, 1)})
+        for job in jobs:
+            r = job.result()
+            if "got" in r:
+                results.insert(len(results) - (1 if model.cfg.binary_activations else 0), r)
+            else:
+                rows.append(r)
+                print(r, flush=True)
+        for r in results:  # vs the fake-quant model: the metrics at step 200, and the digits whose agreement differs
+            got = r.pop("got")
+            r.update({"model": name, "digits": a.digits, "check": f"vs fake-quant model ({a.digits} digits, step 200)",
+                      "value": None, "accuracy": round(float(got["accuracy"][199]), 2),
+                      "agreement": round(float(got["agreement"][199]), 2),
+                      "ref_accuracy": round(float(fq.accuracy[199]), 2), "ref_agreement": round(float(fq.agreement[199]), 2),
+                      "ref_only": int((fq.agree_last & ~got["agree_last"]).sum()),
+                      "runtime_only": int((~fq.agree_last & got["agree_last"]).sum()), "step": 200, "command": cmd})
+            rows.append(r)
+            print(r, flush=True)
+    pool.shutdown()
+    if a.merge and a.write and a.write.with_suffix(".json").is_file():
+        done = {r["model"] for r in rows}
+        rows = [r for r in json.loads(a.write.with_suffix(".json").read_text()) if r["model"] not in done] + rows
+    rows.sort(key=lambda r: ORDER.get(r["model"], 9))  # stable: each model's rows keep their order
+    for r in rows:  # rows recorded before rows carried their digits, paired counts and command
+        r.setdefault("digits", int(re.search(r"\((\d+) digits", r["check"]).group(1)))
+        r.setdefault("ref_only", None)
+        r.setdefault("runtime_only", None)
+        r.setdefault("command", FIRST_COMMAND)
+    commands = list(dict.fromkeys(r["command"] for r in rows))
     lines = ["# Exported artifacts in their runtimes", "",
-             "| model | format | runtime | bytes | labels equal to PyTorch (%) | accuracy | agreement | reference accuracy | reference agreement | at step | seconds |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| model | format | runtime | bytes | digits | labels equal to PyTorch (%) | accuracy | agreement | reference accuracy | "
+             "reference agreement | agreeing: reference only / runtime only | at step | seconds |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         eq = "" if r["value"] is None else f"{r['value']:.3f}"
-        lines.append(f"| {r['model']} | {r['format']} | {r['runtime']} | {r['bytes']:,} | {eq} | {r['accuracy']:.2f} | "
-                     f"{r['agreement']:.2f} | {r['ref_accuracy']:.2f} | {r['ref_agreement']:.2f} | {r['step']} | {r['seconds']} |")
-    lines += ["", "Float formats (and lce): 100 test digits, 100 steps, no mutation, same masks as PyTorch; reference = PyTorch. "
-              f"tflite-int8 and onnx-qdq: {a.digits} test digits, 200 steps; reference = the PyTorch fake-quant model with the file's "
-              "quantization (export/fakequant.py); tflite-runtime and litert run their default (XNNPACK) kernels, and for the "
-              "binary-activation variants the file's reference semantics also run (firmware_sim, bit-exact with the reference "
-              "kernels). Artifacts exported with batch 50 on a 28x28 grid; seconds = the whole "
-              "host loop in a child process, one thread.", "",
-              f"Command: `.venv/bin/python scripts/export_report.py --digits {a.digits} --write docs/results/export.md` "
-              "(every shipped model in every format it supports)", ""]
+        paired = "" if r["ref_only"] is None else f"{r['ref_only']} / {r['runtime_only']}"
+        lines.append(f"| {r['model']} | {r['format']} | {r['runtime']} | {r['bytes']:,} | {r['digits']} | {eq} | {r['accuracy']:.2f} | "
+                     f"{r['agreement']:.2f} | {r['ref_accuracy']:.2f} | {r['ref_agreement']:.2f} | {paired} | {r['step']} | "
+                     f"{r['seconds']} |")
+    lines += ["", "Float formats (and lce): the first 100 test digits, 100 steps, no mutation, same masks as PyTorch; "
+              "reference = PyTorch. tflite-int8 and onnx-qdq: the first N test digits (the digits column), 200 steps; "
+              "reference = the PyTorch fake-quant model with the file's quantization (export/fakequant.py); "
+              "tflite-runtime and litert run their default (XNNPACK) kernels, and for the binary-activation variants the "
+              "file's reference semantics also run (firmware_sim, bit-exact with the reference kernels). "
+              "\"agreeing: reference only / runtime only\": the digits whose alive cells all agree at step 200 in one run "
+              "and not in the other; their difference over the digits is the agreement difference, their sum shows how "
+              "much of it is chance (two executions whose integers differ in one rounding follow different trajectories "
+              "from there on; with binary activations that happens on about one digit in ten). Artifacts exported with "
+              "batch 50 on a 28x28 grid; seconds = the whole host loop, in a child process on one thread (with --jobs, rows run at once).", "",
+              "Commands: " + "; ".join(f"`{c}`" for c in commands) + " (every shipped model in every format it supports)", ""]
     text = "\n".join(lines)
     publish(text, rows, a.write)
 
