@@ -78,14 +78,6 @@ def depthwise_pairs(taps: np.ndarray) -> np.ndarray:
 SLICE_PLANES = 10  # nca_step.c: NCA_PLANES
 
 
-def _words64_by_output(bits: np.ndarray) -> np.ndarray:
-    """bool [N, out] -> uint64 [N, ceil(out / 64)], bit o of word o // 64 = bits[:, o]."""
-    n, out = bits.shape
-    b = np.zeros((n, -(-out // 64) * 64), np.uint64)
-    b[:, :out] = bits
-    return np.bitwise_or.reduce(b.reshape(n, -1, 64) << np.arange(64, dtype=np.uint64), axis=-1)
-
-
 def sliced_layer(w: np.ndarray, c0, thr, a: int) -> tuple[np.ndarray, np.ndarray]:
     """A binary kernel w [out, k] (+-1) on a binary input with a binary output, for the C step's
     bit-sliced layer (conv_sliced): unit o is on when ``c0[o] + a (n - 2 pc[o]) >= thr[o]`` (n: inputs
@@ -107,8 +99,8 @@ def sliced_layer(w: np.ndarray, c0, thr, a: int) -> tuple[np.ndarray, np.ndarray
     neg = w < 0
     b = np.stack([-t, -t - 2 * neg.sum(1)]) & (2**SLICE_PLANES - 1)  # [2, out]
     planes = (b[:, None, :] >> np.arange(SLICE_PLANES)[None, :, None]) & 1  # [2, 10, out]
-    planes = _words64_by_output(planes.reshape(-1, out).astype(bool)).reshape(2, SLICE_PLANES, -1)
-    return _words64_by_output(neg.T), planes
+    by_output = lambda bits: words64(pack_bits(np.where(bits, -1, 1)))  # bit o of word o // 64 (1 = set)
+    return by_output(neg.T), by_output(planes.reshape(-1, out).astype(bool)).reshape(2, SLICE_PLANES, -1)
 
 
 def model_header(p: int8.Int8Step, cfg, source: str = "") -> str:
