@@ -50,6 +50,22 @@ def trajectory_samples(model, train_x: np.ndarray, n_digits: int = 64, steps: in
     return out
 
 
+def calibration_batches(samples, batch: int):
+    """Yield the ``samples`` as [state NHWC, fire NHW1] float32 batches of exactly ``batch``.
+
+    Every state is yielded at least once whatever ``batch`` is: a short last batch is filled by
+    wrapping around to the sample's first states (repeats do not move a min/max range). So the
+    calibrated ranges, hence the file's quantization, do not depend on the export's batch size
+    (a batch-50 file and the batch-1 file behind onnx-qdq and packed share their parameters).
+    """
+    for state, fire in samples:
+        n = len(state)
+        for i in range(0, n, batch):
+            rows = np.arange(i, i + batch) % n
+            yield [np.ascontiguousarray(state[rows].transpose(0, 2, 3, 1), dtype=np.float32),
+                   fire[rows, ..., None].astype(np.float32)]
+
+
 def _fit(images: np.ndarray, height: int, width: int) -> np.ndarray:
     """Centre 28x28 digits on a height x width canvas (crop if smaller)."""
     n, h, w = images.shape

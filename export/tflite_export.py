@@ -102,9 +102,9 @@ def tflite_int8_bytes(model: CAModel, samples, height: int = 28, width: int = 28
     Kernels are int8 per output channel (scale max|W[o]| / 127), so a binary kernel +-alpha_o
     is stored exactly as +-127 with scale alpha_o / 127; biases int32.
     """
-    import numpy as np
-
     from nca_edge.larq_mirror import _tf
+
+    from .calibrate import calibration_batches
 
     tf, _ = _tf()
     if model.cfg.binary_activations:
@@ -113,10 +113,7 @@ def tflite_int8_bytes(model: CAModel, samples, height: int = 28, width: int = 28
         km = keras_step(model, height, width, batch)
 
     def representative():
-        for state, fire in samples:
-            for i in range(0, len(state) - batch + 1, batch):
-                yield [np.ascontiguousarray(state[i:i + batch].transpose(0, 2, 3, 1)),
-                       fire[i:i + batch, ..., None].astype(np.float32)]
+        yield from calibration_batches(samples, batch)
 
     converter = tf.lite.TFLiteConverter.from_keras_model(km)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]

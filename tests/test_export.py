@@ -296,10 +296,19 @@ def test_binary_activation_onnx_qdq_step_is_the_int8_step(tmp_path, digits):
     ops = {n.op_type for n in onnx.load(str(path)).graph.node}
     assert "GreaterOrEqual" in ops and "Sign" not in ops and "Relu" not in ops
     t8 = tmp_path / "bnn.tflite"
-    export_model("bnn", "tflite-int8", t8)
+    export_model("bnn", "tflite-int8", t8, batch=50)  # 50 does not divide the 64 calibration digits
     it = Interpreter(model_path=str(t8))
     it.allocate_tensors()
-    params = int8.derive(quantization(it))
+    q8 = quantization(it)
+    # the batch-1 file behind onnx-qdq was calibrated on the same states: same parameters
+    from export.onnx_qdq import onnx_qdq_bytes
+    from onnx import numpy_helper
+
+    arrays = lambda proto: {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}  # noqa: E731
+    ours, theirs = arrays(onnx.load(str(path))), arrays(onnx.load_from_string(onnx_qdq_bytes(q8, load_checkpoint(resolve_model("bnn"))[0].cfg)))
+    assert ours.keys() == theirs.keys()
+    assert all(np.array_equal(ours[k], theirs[k]) for k in ours), [k for k in ours if not np.array_equal(ours[k], theirs[k])]
+    params = int8.derive(q8)
     scale, zero = next(tuple(d["quantization"]) for d in it.get_input_details() if "state" in d["name"])
     runner = OnnxRunner(path)
     n = 8
@@ -375,3 +384,19 @@ def test_lce_export_bitpacks_binary_layers_and_runs_like_pytorch(random_bnn, tmp
 def test_lce_is_refused_for_variants_without_binary_activations(tmp_path):
     res = CliRunner().invoke(main, ["export", "bwn", "--format", "lce", "-o", str(tmp_path / "x.tflite")])
     assert res.exit_code == 1 and "binary activations" in res.output and not (tmp_path / "x.tflite").exists()
+
+
+def test_calibration_batches_cover_every_state_at_any_batch_size():
+    """The converter sees full batches of the export's size, and every calibration state at
+    least once, so min/max ranges (the file's quantization) do not depend on the batch."""
+    from export.calibrate import calibration_batches
+
+    rng = np.random.default_rng(0)
+    samples = [(rng.normal(size=(7, 2, 3, 3)).astype(np.float32), rng.random((7, 3, 3)) < 0.5) for _ in range(2)]
+    for batch in (1, 3, 7, 10):
+        got = list(calibration_batches(samples, batch))
+        assert all(s.shape == (batch, 3, 3, 2) and f.shape == (batch, 3, 3, 1) for s, f in got)
+        states = np.concatenate([s for s, _ in got])
+        every = np.concatenate([s.transpose(0, 2, 3, 1) for s, _ in samples])
+        assert {r.tobytes() for r in states} == {r.tobytes() for r in every}
+        assert states.min() == every.min() and states.max() == every.max()
