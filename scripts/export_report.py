@@ -1,7 +1,7 @@
 """Export every shipped model in every format and measure each artifact in its runtime.
 
     .venv/bin/python scripts/export_report.py [--models float bwn] [--digits 500] [--jobs 2] [--merge]
-        [--write docs/results/export.md]
+        [--write docs/results/export.md] [--render-only]
 
 For each model: `nca-edge export MODEL --all` (batch 50, 28x28) into out/export/MODEL/, then
 * float formats (onnx in onnxruntime, tflite in tflite-runtime 2.14 and ai-edge-litert, lce in LCE's
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 import time
@@ -53,7 +54,15 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1, help="runtime rows run at once (each in its own child process)")
     ap.add_argument("--merge", action="store_true", help="keep the rows of --write's JSON of the models not run now")
     ap.add_argument("--write", type=Path, default=None)
+    ap.add_argument("--render-only", action="store_true",
+                    help="measure nothing: render --write's JSON rows again (after a change to the table's layout)")
     a = ap.parse_args()
+    if a.render_only:
+        if not (a.write and a.write.with_suffix(".json").is_file()):
+            raise SystemExit("--render-only needs --write PATH with its rows in PATH's .json beside it")
+        rows = json.loads(a.write.with_suffix(".json").read_text())
+        publish(render(rows), rows, a.write)
+        return
     d = load_digits()
     cmd = command().strip()
     rows = []
@@ -126,7 +135,20 @@ def main() -> None:
     if a.merge and a.write and a.write.with_suffix(".json").is_file():
         done = {r["model"] for r in rows}
         rows = [r for r in json.loads(a.write.with_suffix(".json").read_text()) if r["model"] not in done] + rows
-    rows.sort(key=lambda r: ORDER.get(r["model"], 9))  # stable: each model's rows keep their order
+    publish(render(rows), rows, a.write)
+
+
+def sign_test_p(a: int, b: int) -> float:
+    """Exact two-sided sign (McNemar) test on the discordant pairs: P(a split at least this uneven)
+    if each of the a + b digits were equally likely to agree in either run alone."""
+    n, k = a + b, min(a, b)
+    if n == 0:
+        return 1.0
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n)
+
+
+def render(rows: list[dict]) -> str:
+    rows = sorted(rows, key=lambda r: ORDER.get(r["model"], 9))  # stable: each model's rows keep their order
     for r in rows:  # rows recorded before rows carried their digits, paired counts and command
         r.setdefault("digits", int(re.search(r"\((\d+) digits", r["check"]).group(1)))
         r.setdefault("ref_only", None)
@@ -135,13 +157,14 @@ def main() -> None:
     commands = list(dict.fromkeys(r["command"] for r in rows))
     lines = ["# Exported artifacts in their runtimes", "",
              "| model | format | runtime | bytes | digits | labels equal to PyTorch (%) | accuracy | agreement | reference accuracy | "
-             "reference agreement | agreeing: reference only / runtime only | at step | seconds |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "reference agreement | agreeing: reference only / runtime only | sign test p | at step | seconds |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         eq = "" if r["value"] is None else f"{r['value']:.3f}"
         paired = "" if r["ref_only"] is None else f"{r['ref_only']} / {r['runtime_only']}"
+        p = "" if r["ref_only"] is None else f"{sign_test_p(r['ref_only'], r['runtime_only']):.2f}"
         lines.append(f"| {r['model']} | {r['format']} | {r['runtime']} | {r['bytes']:,} | {r['digits']} | {eq} | {r['accuracy']:.2f} | "
-                     f"{r['agreement']:.2f} | {r['ref_accuracy']:.2f} | {r['ref_agreement']:.2f} | {paired} | {r['step']} | "
+                     f"{r['agreement']:.2f} | {r['ref_accuracy']:.2f} | {r['ref_agreement']:.2f} | {paired} | {p} | {r['step']} | "
                      f"{r['seconds']} |")
     lines += ["", "Float formats (and lce): the first 100 test digits, 100 steps, no mutation, same masks as PyTorch; "
               "reference = PyTorch. tflite-int8 and onnx-qdq: the first N test digits (the digits column), 200 steps; "
@@ -151,11 +174,13 @@ def main() -> None:
               "\"agreeing: reference only / runtime only\": the digits whose alive cells all agree at step 200 in one run "
               "and not in the other; their difference over the digits is the agreement difference, their sum shows how "
               "much of it is chance (two executions whose integers differ in one rounding follow different trajectories "
-              "from there on; with binary activations that happens on about one digit in ten). Artifacts exported with "
+              "from there on; with binary activations that happens on about one digit in ten). "
+              "\"sign test p\": the exact two-sided sign test (McNemar) on those two counts, the chance of a split at least "
+              "that uneven if each such digit were equally likely to fall either way: a small p (below 0.01, say) marks a "
+              "systematic difference, a larger one a gap within what equally correct executions produce. Artifacts exported with "
               "batch 50 on a 28x28 grid; seconds = the whole host loop, in a child process on one thread (with --jobs, rows run at once).", "",
               "Commands: " + "; ".join(f"`{c}`" for c in commands) + " (every shipped model in every format it supports)", ""]
-    text = "\n".join(lines)
-    publish(text, rows, a.write)
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
