@@ -17,9 +17,10 @@ import dataclasses
 import torch
 
 from nca_edge.checkpoint import load_checkpoint, resolve_model
-from nca_edge.data import load_digits
-from nca_edge.evaluate import evaluate
 from nca_edge.config import LAYERS
+from nca_edge.data import load_digits
+from nca_edge.errors import NCAEdgeError
+from nca_edge.evaluate import evaluate
 from nca_edge.model import CAModel
 
 CHOICES = (("update2",), ("update1",), ("perceive",), ("update1", "update2"), ("perceive", "update1", "update2"))
@@ -33,7 +34,10 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     d = load_digits()
-    src, cfg, _ = load_checkpoint(resolve_model(args.model))
+    try:
+        src, _, _ = load_checkpoint(resolve_model(args.model))
+    except NCAEdgeError as e:
+        raise SystemExit(f"error: {e}")
     if not src.cfg.binary_activations:
         raise SystemExit(f"{args.model}: needs binary activations (a ban checkpoint)")
 
@@ -46,7 +50,11 @@ def main() -> None:
     row(src, f"none ({args.model} as trained)")
     for binary in CHOICES:
         real = [name for name in LAYERS if name not in binary]
-        model = CAModel(dataclasses.replace(src.cfg, quant="bnn", real_weights=real, learned_scale=False))
+        try:
+            model = CAModel(dataclasses.replace(src.cfg, quant="bnn", real_weights=real, learned_scale=False))
+        except ValueError as e:  # e.g. a depthwise perception must stay real
+            print(f"| {', '.join(binary)} | – | – ({e}) |")
+            continue
         model.load_state_dict(src.state_dict(), strict=False)
         row(model, ", ".join(binary))
 
