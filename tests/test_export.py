@@ -222,24 +222,63 @@ def test_int8_export_is_full_integer_with_one_state_quantization(float_int8):
     assert np.array_equal(runner.encode(runner.decode(s)), s)  # encode/decode exact on the grid
 
 
-# ai-edge-litert (XNNPACK) runs the 500-digit workload in about a minute; tflite-runtime 2.14's
-# int8 kernels are ~7x slower here, so CI runs it on the first 100 digits. The full workload on
-# both runtimes: scripts/export_report.py (docs/RESULTS.md).
-@pytest.mark.parametrize("runtime, n", [("litert", INT8_DIGITS), ("tflite-runtime", 100)])
-def test_int8_accuracy_and_agreement_within_one_point_of_the_fake_quant_model(runtime, n, float_int8, digits):
+def test_fake_quant_pre_activations_are_the_files_integer_accumulators(float_int8, digits):
+    """The fake-quant model's first convolution, on int8 states, is the file's int32 accumulator
+    times its scale (S_in * S_w[o]), to float rounding: kernel and bias are the file's. A float
+    bias (the model's own) is off by up to half an accumulator step, which moves values at a
+    rounding boundary to the other int8 code, the same way in every cell alike."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from export.fakequant import FakeQuantRunner
+    from export.int8_graph import quantization
+    from firmware_sim import int8
+    from firmware_sim.prng import fire_mask
+
+    it = Interpreter(model_path=str(float_int8))
+    it.allocate_tensors()
+    params = int8.derive(quantization(it))
+    tensors = {t["index"]: t for t in it.get_tensor_details()}
+    conv1 = next(o for o in it._get_ops_details() if o["op_name"] == "CONV_2D")
+    w_scales = tensors[int(conv1["inputs"][1])]["quantization_parameters"]["scales"].astype(np.float64)
+    model, _, _ = load_checkpoint(resolve_model("float"))
+    fq = FakeQuantRunner(model, float_int8)
+    scale, zero = fq.q["state"]
+    q = int8.seed(params, digits.test_x[:4])
+    for t in range(12):  # states with live hidden channels, not only blank ones
+        q = int8.step(params, q, fire_mask(0, np.arange(4), t, 28, 28))
+    b, y, x = np.nonzero(q[..., 0] >= params.alive_min)
+    patches = int8._patches(q.astype(np.int32), b, y, x, params.conv1.input_zero).reshape(len(b), -1)
+    w = params.conv1.weight.reshape(params.conv1.weight.shape[0], -1).astype(np.int64)
+    acc = (patches - params.conv1.input_zero).astype(np.int64) @ w.T + params.conv1.bias
+    real = torch.nn.functional.linear(torch.from_numpy(((patches - zero) * scale).astype(np.float32)),
+                                      fq.w_cells[0], fq.b[0]).double().numpy()
+    steps = real / (float(np.float32(scale)) * w_scales)  # in accumulator steps
+    assert len(b) > 300 and np.abs(steps - acc).max() < 0.05, np.abs(steps - acc).max()
+
+
+# The issue's workload (>= 500 digits) on both runtimes: about 1 minute in ai-edge-litert, 3 in
+# tflite-runtime 2.14. On fewer digits one digit is too large a share of the figure to test 1 point.
+# Each runtime against the fake-quant model that rounds as its kernels requantize (XNNPACK: once, in
+# float; tflite-runtime 2.14: TFLite's two fixed-point roundings): against the other rounding,
+# tflite-runtime keeps 8 more agreeing digits of 500 and loses none (+1.6 points, docs/export.md).
+# Every shipped model: scripts/export_report.py (docs/RESULTS.md).
+@pytest.mark.parametrize("runtime, rounding", [("litert", "half-even"), ("tflite-runtime", "tflite")])
+def test_int8_accuracy_and_agreement_within_one_point_of_the_fake_quant_model(runtime, rounding, float_int8, digits):
     from export.fakequant import FakeQuantRunner
 
+    n = INT8_DIGITS
     model, config, _ = load_checkpoint(resolve_model("float"))
-    ref = run_protocol(FakeQuantRunner(model, float_int8), digits.test_x[:n], digits.test_y[:n], config.ca.__dict__,
-                       steps=INT8_STEPS, mutate_at=None)
+    ref = run_protocol(FakeQuantRunner(model, float_int8, rounding=rounding), digits.test_x[:n], digits.test_y[:n],
+                       config.ca.__dict__, steps=INT8_STEPS, mutate_at=None)
     got = run_in_child(float_int8, runtime, digits=n, steps=INT8_STEPS, mutate_at=0)
     acc, agr = got["accuracy"][INT8_STEPS - 1], got["agreement"][INT8_STEPS - 1]
     assert abs(acc - ref.accuracy[INT8_STEPS - 1]) <= 1.0 and abs(agr - ref.agreement[INT8_STEPS - 1]) <= 1.0, (
         f"{runtime}: {acc:.2f}/{agr:.2f} vs fake-quant {ref.accuracy[INT8_STEPS - 1]:.2f}/{ref.agreement[INT8_STEPS - 1]:.2f}")
 
 
-@pytest.mark.parametrize("variant", ["ban", "bnn"])
-def test_binary_activation_int8_step_is_the_fake_quant_models_step(variant, tmp_path, digits):
+@pytest.mark.parametrize("variant, rounding, share", [("ban", "half-even", 0.9), ("bnn", "half-even", 0.9),
+                                                      ("ban", "tflite", 0.999), ("bnn", "tflite", 0.999)])
+def test_binary_activation_int8_step_is_the_fake_quant_models_step(variant, rounding, share, tmp_path, digits):
     """sign folded into a 0/1 step (GREATER_EQUAL -> CAST -> QUANTIZE) computes the fake-quant
     model's step: from the same int8 states, one step of the file's integer semantics
     (firmware_sim, bit-exact with the reference kernels: tests/test_int8_sim.py) and of the
@@ -247,7 +286,9 @@ def test_binary_activation_int8_step_is_the_fake_quant_models_step(variant, tmp_
     rounds twice (SRDHM, then RDBPOT), which moves about 0.5% of conv outputs one step from the
     float model's single rounding; where that flips a binary unit, the cell's whole update moves,
     so about 2% (ban) and 7% (bnn) of updated values differ (measured). A wrong fold or threshold
-    would differ in most. Whole trajectories of a binary CA part after one flipped unit, so
+    would differ in most. With ``rounding="tflite"`` the fake-quant model requantizes its
+    convolutions as the reference kernels do, and the steps are equal but for float summation at
+    a boundary. Whole trajectories of a binary CA part after one flipped unit, so
     accuracy over 200 steps is a report figure (scripts/export_report.py)."""
     from ai_edge_litert.interpreter import Interpreter
 
@@ -262,7 +303,7 @@ def test_binary_activation_int8_step_is_the_fake_quant_models_step(variant, tmp_
     it.allocate_tensors()
     params = int8.derive(quantization(it))
     model, _, _ = load_checkpoint(resolve_model(variant))
-    fq = FakeQuantRunner(model, path)
+    fq = FakeQuantRunner(model, path, rounding=rounding)
     scale, zero = fq.q["state"]
     n = 8
     q = int8.seed(params, digits.test_x[:n])
@@ -276,7 +317,7 @@ def test_binary_activation_int8_step_is_the_fake_quant_models_step(variant, tmp_
         same += int((ours == nxt)[changed].sum())
         total += int(changed.sum())
         q = nxt
-    assert total > 10_000 and same / total >= 0.9, f"{same} of {total} updated values equal"
+    assert total > 10_000 and same / total >= share, f"{same} of {total} updated values equal"
 
 
 def test_binary_activation_onnx_qdq_step_is_the_int8_step(tmp_path, digits):
@@ -324,7 +365,7 @@ def test_binary_activation_onnx_qdq_step_is_the_int8_step(tmp_path, digits):
         same += int((ours == nxt)[changed].sum())
         total += int(changed.sum())
         q = nxt
-    assert total > 10_000 and same / total >= 0.9, f"{same} of {total} updated values equal"
+    assert total > 10_000 and same / total >= share, f"{same} of {total} updated values equal"
 
 
 @pytest.fixture(scope="module")
