@@ -1,7 +1,7 @@
 """Export every shipped model in every format and measure each artifact in its runtime.
 
     .venv/bin/python scripts/export_report.py [--models float bwn] [--digits 500] [--jobs 2] [--merge]
-        [--write docs/results/export.md] [--render-only]
+        [--runtimes tflite-runtime firmware_sim] [--write docs/results/export.md] [--render-only]
 
 For each model: `nca-edge export MODEL --all` (batch 50, 28x28) into out/export/MODEL/, then
 * float formats (onnx in onnxruntime, tflite in tflite-runtime 2.14 and ai-edge-litert, lce in LCE's
@@ -9,7 +9,8 @@ For each model: `nca-edge export MODEL --all` (batch 50, 28x28) into out/export/
   share of alive-cell labels equal to PyTorch's over 100 steps on the first 100 test digits
   (same masks), and accuracy/agreement at step 100;
 * tflite-int8 (tflite-runtime 2.14 and ai-edge-litert) and onnx-qdq (onnxruntime): accuracy and agreement at step 200 on
-  the first --digits test digits, next to the PyTorch fake-quant model's (export/fakequant.py), with
+  the first --digits test digits, and the same for the file's reference semantics (firmware_sim),
+  next to the PyTorch fake-quant model's (export/fakequant.py) with the runtime's rounding, with
   the digits whose total agreement at step 200 differs between the two runs (paired counts).
 The table goes to --write (a docs/results fragment) and its JSON beside it.
 """
@@ -44,6 +45,11 @@ from nca_edge.data import load_digits  # noqa: E402
 
 
 ORDER = {"float": 0, "bwn": 1, "ban": 2, "bnn": 3}
+# How each runtime rounds a requantized value: XNNPACK (litert) and onnxruntime once, in float;
+# TFLite's fixed-point kernels twice (firmware_sim: the reference kernels; tflite-runtime 2.14's
+# built-in kernels measure alike, docs/export.md). The fake-quant reference follows suit.
+ROUNDING = {"tflite-runtime": "tflite", "firmware_sim (= reference kernels)": "tflite"}
+REF_NAMES = {"half-even": "one rounding", "tflite": "TFLite rounding"}
 FIRST_COMMAND = "python scripts/export_report.py --digits 500 --write docs/results/export.md"  # rows recorded before rows had one
 
 
@@ -53,6 +59,9 @@ def main() -> None:
     ap.add_argument("--digits", type=int, default=500, help="test digits for the int8 comparisons")
     ap.add_argument("--jobs", type=int, default=1, help="runtime rows run at once (each in its own child process)")
     ap.add_argument("--merge", action="store_true", help="keep the rows of --write's JSON of the models not run now")
+    ap.add_argument("--runtimes", nargs="+", default=None, choices=["float", "tflite-runtime", "litert", "onnxruntime", "firmware_sim"],
+                    help="measure only these int8 rows ('float': the float formats' rows); with --merge the other rows "
+                         "of --write's JSON stay as they are")
     ap.add_argument("--write", type=Path, default=None)
     ap.add_argument("--render-only", action="store_true",
                     help="measure nothing: render --write's JSON rows again (after a change to the table's layout)")
@@ -98,17 +107,24 @@ def main() -> None:
             got = run_in_child(out / files[fmt]["file"], runtime, digits=a.digits, steps=200, mutate_at=0)
             return {"format": fmt, "runtime": runtime, "bytes": files[fmt]["bytes"], "got": got, "seconds": round(time.time() - t, 1)}
 
+        wanted = set(a.runtimes or ["float", "tflite-runtime", "litert", "onnxruntime", "firmware_sim"])
         jobs = [pool.submit(float_row, fmt, rt) for fmt, rt in
-                [("onnx", "onnxruntime"), ("tflite", "tflite-runtime"), ("tflite", "litert"), ("lce", "lce")] if fmt in files]
+                [("onnx", "onnxruntime"), ("tflite", "tflite-runtime"), ("tflite", "litert"), ("lce", "lce")]
+                if fmt in files and "float" in wanted]
         jobs += [pool.submit(int8_row, fmt, rt) for fmt, rt in
-                 [("tflite-int8", "tflite-runtime"), ("tflite-int8", "litert"), ("onnx-qdq", "onnxruntime")] if fmt in files]
-        fq = run_protocol(FakeQuantRunner(model, int8), d.test_x[: a.digits], d.test_y[: a.digits], ca, steps=200,
-                          mutate_at=None)
+                 [("tflite-int8", "tflite-runtime"), ("tflite-int8", "litert"), ("onnx-qdq", "onnxruntime")]
+                 if fmt in files and rt in wanted]
+        sim = "firmware_sim" in wanted
+        # each runtime against the fake-quant model with its requantization's rounding (export/fakequant.py)
+        roundings = {ROUNDING.get(rt, "half-even") for rt in ("tflite-runtime", "litert", "onnxruntime") if rt in wanted}
+        roundings |= {ROUNDING["firmware_sim (= reference kernels)"]} if sim else set()
+        fqs = {r: run_protocol(FakeQuantRunner(model, int8, rounding=r), d.test_x[: a.digits], d.test_y[: a.digits], ca,
+                               steps=200, mutate_at=None) for r in sorted(roundings)}
         results = []
-        if model.cfg.binary_activations:
-            # XNNPACK's requantization rounds differently from the reference kernels, and a binary unit at its
-            # threshold turns that into a different trajectory: also run the file's reference semantics
-            # (firmware_sim, bit-exact with BUILTIN_REF: nca-edge verify), which is faster than BUILTIN_REF itself.
+        if sim:
+            # XNNPACK's requantization rounds differently from the reference kernels (docs/export.md): also run
+            # the file's reference semantics (firmware_sim, bit-exact with BUILTIN_REF: nca-edge verify), which
+            # is faster than BUILTIN_REF itself.
             t = time.time()
             got = run_int8(int8_step_from_tflite(int8.read_bytes()), d.test_x[: a.digits], d.test_y[: a.digits],
                            config.ca.n_classes, 200, None, 0, "sync", config.ca.fire_rate)
@@ -117,13 +133,15 @@ def main() -> None:
         for job in jobs:
             r = job.result()
             if "got" in r:
-                results.insert(len(results) - (1 if model.cfg.binary_activations else 0), r)
+                results.insert(len(results) - (1 if sim else 0), r)
             else:
                 rows.append(r)
                 print(r, flush=True)
         for r in results:  # vs the fake-quant model: the metrics at step 200, and the digits whose agreement differs
             got = r.pop("got")
-            r.update({"model": name, "digits": a.digits, "check": f"vs fake-quant model ({a.digits} digits, step 200)",
+            rounding = ROUNDING.get(r["runtime"], "half-even")
+            fq = fqs[rounding]
+            r.update({"ref_rounding": rounding, "model": name, "digits": a.digits, "check": f"vs fake-quant model ({a.digits} digits, step 200)",
                       "value": None, "accuracy": round(float(got["accuracy"][199]), 2),
                       "agreement": round(float(got["agreement"][199]), 2),
                       "ref_accuracy": round(float(fq.accuracy[199]), 2), "ref_agreement": round(float(fq.agreement[199]), 2),
@@ -133,8 +151,15 @@ def main() -> None:
             print(r, flush=True)
     pool.shutdown()
     if a.merge and a.write and a.write.with_suffix(".json").is_file():
-        done = {r["model"] for r in rows}
-        rows = [r for r in json.loads(a.write.with_suffix(".json").read_text()) if r["model"] not in done] + rows
+        if a.runtimes:  # replace only the rows measured now, in place
+            new = {(r["model"], r["format"], r["runtime"]): r for r in rows}
+            old = json.loads(a.write.with_suffix(".json").read_text())
+            kept = {(r["model"], r["format"], r["runtime"]) for r in old}
+            rows = [new.get((r["model"], r["format"], r["runtime"]), r) for r in old] + \
+                [r for k, r in new.items() if k not in kept]
+        else:
+            done = {r["model"] for r in rows}
+            rows = [r for r in json.loads(a.write.with_suffix(".json").read_text()) if r["model"] not in done] + rows
     publish(render(rows), rows, a.write)
 
 
@@ -154,23 +179,27 @@ def render(rows: list[dict]) -> str:
         r.setdefault("ref_only", None)
         r.setdefault("runtime_only", None)
         r.setdefault("command", FIRST_COMMAND)
+        r.setdefault("ref_rounding", "half-even")  # rows measured before the reference followed the runtime
     commands = list(dict.fromkeys(r["command"] for r in rows))
     lines = ["# Exported artifacts in their runtimes", "",
-             "| model | format | runtime | bytes | digits | labels equal to PyTorch (%) | accuracy | agreement | reference accuracy | "
+             "| model | format | runtime | bytes | digits | labels equal to PyTorch (%) | accuracy | agreement | reference | reference accuracy | "
              "reference agreement | agreeing: reference only / runtime only | sign test p | at step | seconds |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         eq = "" if r["value"] is None else f"{r['value']:.3f}"
         paired = "" if r["ref_only"] is None else f"{r['ref_only']} / {r['runtime_only']}"
         p = "" if r["ref_only"] is None else f"{sign_test_p(r['ref_only'], r['runtime_only']):.2f}"
+        ref = "PyTorch" if r["value"] is not None else f"fake-quant, {REF_NAMES[r['ref_rounding']]}"
         lines.append(f"| {r['model']} | {r['format']} | {r['runtime']} | {r['bytes']:,} | {r['digits']} | {eq} | {r['accuracy']:.2f} | "
-                     f"{r['agreement']:.2f} | {r['ref_accuracy']:.2f} | {r['ref_agreement']:.2f} | {paired} | {p} | {r['step']} | "
+                     f"{r['agreement']:.2f} | {ref} | {r['ref_accuracy']:.2f} | {r['ref_agreement']:.2f} | {paired} | {p} | {r['step']} | "
                      f"{r['seconds']} |")
     lines += ["", "Float formats (and lce): the first 100 test digits, 100 steps, no mutation, same masks as PyTorch; "
               "reference = PyTorch. tflite-int8 and onnx-qdq: the first N test digits (the digits column), 200 steps; "
-              "reference = the PyTorch fake-quant model with the file's quantization (export/fakequant.py); "
-              "tflite-runtime and litert run their default (XNNPACK) kernels, and for the binary-activation variants the "
-              "file's reference semantics also run (firmware_sim, bit-exact with the reference kernels). "
+              "reference = the PyTorch fake-quant model with the file's quantization (export/fakequant.py), rounding as the "
+              "runtime requantizes: \"one rounding\" (to nearest, ties to even, in float: litert's XNNPACK kernels and "
+              "onnxruntime) or \"TFLite rounding\" (TFLite's fixed-point requantization, two roundings: the reference "
+              "kernels, and tflite-runtime 2.14's built-in kernels, which measure alike; docs/export.md). The file's "
+              "reference semantics also run (firmware_sim, bit-exact with the reference kernels). "
               "\"agreeing: reference only / runtime only\": the digits whose alive cells all agree at step 200 in one run "
               "and not in the other; their difference over the digits is the agreement difference, their sum shows how "
               "much of it is chance (two executions whose integers differ in one rounding follow different trajectories "
