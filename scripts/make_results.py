@@ -6,6 +6,7 @@ Fragments are written by the commands they record:
 * docs/results/float/eval.{md,json,png}: `nca-edge eval float --out docs/results/float ...`
 * docs/results/bench_train.md:          `python scripts/bench_train.py --write docs/results/bench_train.md`
 * docs/results/export.md:               `python scripts/export_report.py --write docs/results/export.md`
+* docs/results/float_step.md:           `python scripts/float_step_diff.py --write docs/results/float_step.md`
 * docs/results/int8_stages.md:          `python scripts/int8_stages.py --write docs/results/int8_stages.md`
 * docs/results/verify.md:               `python scripts/verify_report.py --write docs/results/verify.md`
 * docs/results/schedules.md:            `python scripts/schedules_report.py --write docs/results/schedules.md`
@@ -67,6 +68,9 @@ def main() -> None:
         "## Exported artifacts in their runtimes",
         "",
         fragment("export.md", "not measured yet"),
+        "### Float tflite of the binary-activation variants: one step from PyTorch's states",
+        "",
+        fragment("float_step.md", "not measured yet"),
         "### Where the fake-quant model and the integer semantics part, op by op",
         "",
         fragment("int8_stages.md", "not measured yet"),
