@@ -37,8 +37,13 @@ import torch.nn.functional as F
 from nca_edge.errors import NCAEdgeError
 
 
+def quantize_code(x: torch.Tensor, scale: float, zero: int) -> torch.Tensor:
+    """The int8 code of x (as floats): clamp(round(x / scale) + zero, -128, 127), ties to even."""
+    return torch.clamp(torch.round(x / scale) + zero, -128, 127)
+
+
 def _fq(x: torch.Tensor, scale: float, zero: int) -> torch.Tensor:
-    return (torch.clamp(torch.round(x / scale) + zero, -128, 127) - zero) * scale
+    return (quantize_code(x, scale, zero) - zero) * scale
 
 
 def int8_params(path) -> dict:

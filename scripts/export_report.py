@@ -62,6 +62,9 @@ def main() -> None:
     ap.add_argument("--runtimes", nargs="+", default=None, choices=["float", "tflite-runtime", "litert", "onnxruntime", "firmware_sim"],
                     help="measure only these int8 rows ('float': the float formats' rows); with --merge the other rows "
                          "of --write's JSON stay as they are")
+    ap.add_argument("--rounding", choices=["auto", "half-even", "tflite"], default="auto",
+                    help="the fake-quant reference's rounding: 'auto' (default) as each runtime's kernels round, or one "
+                         "for every row (to see what the other rounding gives)")
     ap.add_argument("--write", type=Path, default=None)
     ap.add_argument("--render-only", action="store_true",
                     help="measure nothing: render --write's JSON rows again (after a change to the table's layout)")
@@ -72,6 +75,9 @@ def main() -> None:
         rows = json.loads(a.write.with_suffix(".json").read_text())
         publish(render(rows), rows, a.write)
         return
+    def rounding_of(runtime: str) -> str:  # the fake-quant reference's rounding for a runtime's row
+        return ROUNDING.get(runtime, "half-even") if a.rounding == "auto" else a.rounding
+
     d = load_digits()
     cmd = command().strip()
     rows = []
@@ -116,8 +122,8 @@ def main() -> None:
                  if fmt in files and rt in wanted]
         sim = "firmware_sim" in wanted
         # each runtime against the fake-quant model with its requantization's rounding (export/fakequant.py)
-        roundings = {ROUNDING.get(rt, "half-even") for rt in ("tflite-runtime", "litert", "onnxruntime") if rt in wanted}
-        roundings |= {ROUNDING["firmware_sim (= reference kernels)"]} if sim else set()
+        roundings = {rounding_of(rt) for rt in ("tflite-runtime", "litert", "onnxruntime") if rt in wanted}
+        roundings |= {rounding_of("firmware_sim (= reference kernels)")} if sim else set()
         fqs = {r: run_protocol(FakeQuantRunner(model, int8, rounding=r), d.test_x[: a.digits], d.test_y[: a.digits], ca,
                                steps=200, mutate_at=None) for r in sorted(roundings)}
         results = []
@@ -139,7 +145,7 @@ def main() -> None:
                 print(r, flush=True)
         for r in results:  # vs the fake-quant model: the metrics at step 200, and the digits whose agreement differs
             got = r.pop("got")
-            rounding = ROUNDING.get(r["runtime"], "half-even")
+            rounding = rounding_of(r["runtime"])
             fq = fqs[rounding]
             r.update({"ref_rounding": rounding, "model": name, "digits": a.digits, "check": f"vs fake-quant model ({a.digits} digits, step 200)",
                       "value": None, "accuracy": round(float(got["accuracy"][199]), 2),

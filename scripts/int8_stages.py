@@ -29,7 +29,7 @@ import torch  # noqa: E402
 from report import command, publish  # noqa: E402
 
 from export import export_model  # noqa: E402
-from export.fakequant import FakeQuantRunner  # noqa: E402
+from export.fakequant import FakeQuantRunner, quantize_code  # noqa: E402
 from export.packed_export import int8_step_from_tflite  # noqa: E402
 from firmware_sim import int8  # noqa: E402
 from firmware_sim.prng import fire_mask  # noqa: E402
@@ -38,9 +38,9 @@ from nca_edge.compare import default_models  # noqa: E402
 from nca_edge.data import load_digits  # noqa: E402
 
 
-def codes(x: torch.Tensor, scale: float, zero: int, lo: int = -128) -> np.ndarray:
-    """The fake-quant int8 code of a float tensor: clamp(round(x / scale) + zero, lo, 127)."""
-    return torch.clamp(torch.round(x / scale) + zero, lo, 127).to(torch.int32).numpy()
+def codes(x: torch.Tensor, scale: float, zero: int) -> np.ndarray:
+    """The fake-quant model's int8 code of a float tensor (export.fakequant.quantize_code)."""
+    return quantize_code(x, scale, zero).to(torch.int32).numpy()
 
 
 def stages(name: str, digits, n: int, steps: int, every: int) -> list[dict]:
@@ -52,7 +52,6 @@ def stages(name: str, digits, n: int, steps: int, every: int) -> list[dict]:
     p = int8_step_from_tflite(path.read_bytes())
     convs, (m1, m2), add = fq.q["conv"], fq.q["mul"], fq.q["add"]
     s_state, z_state = fq.q["state"]
-    layers = [p.conv1, p.conv2, p.conv3]
     acts = [p.act1, p.act2, None]
     counts: dict[str, list[int]] = {}
 
@@ -73,9 +72,10 @@ def stages(name: str, digits, n: int, steps: int, every: int) -> list[dict]:
             b, y, x = trace["cells"]
             patches = int8._patches(q.astype(np.int32), b, y, x, p.conv1.input_zero).reshape(len(b), -1)
             inp = torch.from_numpy(((patches - z_state) * s_state).astype(np.float32))
-            for k, (conv, act) in enumerate(zip(layers, acts)):
+            for k, act in enumerate(acts):
                 out = trace[f"conv{k + 1}"]
-                ours = codes(torch.nn.functional.linear(inp, fq.w_cells[k], fq.b[k]), *convs[k], lo=conv.act_min)
+                # the runner's own convolution (its output is on the int8 grid: the code is exact)
+                ours = codes(fq._conv(k, inp, relu=k < 2 and not model.cfg.binary_activations), *convs[k])
                 tally(f"conv{k + 1}", ours, out)
                 if act is not None:
                     tally(f"binary activation {k + 1}", ours >= act.min_q, out >= act.min_q)
