@@ -193,6 +193,8 @@ def _load(model_ref: str):
 
     path = resolve_model(model_ref)
     model, config, _ = load_checkpoint(path)
+    if config.ca.separable:
+        raise NCAEdgeError(f"{model_ref}: a separable perception (--separable) cannot be exported yet")
     return model, config, checkpoint_paths(path)[0]
 
 

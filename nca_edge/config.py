@@ -60,6 +60,12 @@ class CAConfig:
     # channels filters per channel (as the growing-NCA perception, seed 001), 9 P weights
     # instead of 9 C P. Binary variants keep it real (it must be in real_weights).
     depthwise: bool = False
+    # Separable perception (0 = off): a depthwise 3x3 conv with ``separable`` filters per state
+    # channel (real; int8 on a device) followed by the 1x1 conv C * separable -> P named perceive
+    # (binary in bwn/bnn unless listed in real_weights). Together one dense 3x3 kernel of
+    # per-channel spatial rank <= separable: W[o, c] = sum_j pw[o, c*m + j] * dw[c*m + j].
+    # Training and evaluation only for now: the exporters and the Larq mirror refuse it.
+    separable: int = 0
 
     def __post_init__(self) -> None:
         if self.quant not in QUANT_VARIANTS:
@@ -82,6 +88,8 @@ class CAConfig:
             raise ValueError("depthwise perception needs perception to be a multiple of channels")
         if self.depthwise and self.binary_weights and "perceive" not in self.real_weights:
             raise ValueError("a depthwise perception stays real: add perceive to real_weights")
+        if self.separable < 0 or (self.separable and self.depthwise):
+            raise ValueError("separable must be >= 0 and cannot be combined with depthwise")
         if not 0.0 < self.fire_rate <= 1.0:
             raise ValueError("fire_rate must be in (0, 1]")
 
@@ -104,7 +112,8 @@ class CAConfig:
 
     def param_count(self) -> int:
         c, p, h = self.channels, self.perception, self.hidden
-        n = (9 * (1 if self.depthwise else c) * p + p) + (p * h + h) + (h * (c - 1) + (c - 1)) + (c if self.binary_input else 0)
+        m = self.separable
+        n = (9 * c * m + c * m * p + p if m else 9 * (1 if self.depthwise else c) * p + p) + (p * h + h) + (h * (c - 1) + (c - 1)) + (c if self.binary_input else 0)
         if self.learned_scale:
             n += sum(out for name, out in zip(LAYERS, (p, h, c - 1)) if self.binary_kernel(name))
         return n

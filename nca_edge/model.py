@@ -46,13 +46,15 @@ def param_shapes(cfg: CAConfig) -> dict[str, tuple[int, ...]]:
     """Tensor names in checkpoints (safetensors keys) and their shapes for a config."""
     c, p, h = cfg.channels, cfg.perception, cfg.hidden
     shapes = {
-        "perceive.weight": (p, 1 if cfg.depthwise else c, 3, 3),
+        "perceive.weight": (p, c * cfg.separable, 1, 1) if cfg.separable else (p, 1 if cfg.depthwise else c, 3, 3),
         "perceive.bias": (p,),
         "update1.weight": (h, p, 1, 1),
         "update1.bias": (h,),
         "update2.weight": (c - 1, h, 1, 1),
         "update2.bias": (c - 1,),
     }
+    if cfg.separable:
+        shapes["perceive_dw.weight"] = (c * cfg.separable, 1, 3, 3)
     if cfg.binary_input:
         shapes["input_threshold"] = (c,)
     if cfg.learned_scale:
@@ -75,7 +77,12 @@ class CAModel(nn.Module):
         # Normalised binary activations during training (TrainConfig.act_norm): act(x / rms(x)).
         self.act_norm = False
         c, p, h = cfg.channels, cfg.perception, cfg.hidden
-        self.perceive = nn.Conv2d(c, p, 3, padding=0, groups=c if cfg.depthwise else 1)
+        if cfg.separable:
+            self.perceive_dw = nn.Conv2d(c, c * cfg.separable, 3, groups=c, bias=False)
+            nn.init.xavier_uniform_(self.perceive_dw.weight)
+            self.perceive = nn.Conv2d(c * cfg.separable, p, 1)
+        else:
+            self.perceive = nn.Conv2d(c, p, 3, padding=0, groups=c if cfg.depthwise else 1)
         self.update1 = nn.Conv2d(p, h, 1)
         self.update2 = nn.Conv2d(h, c - 1, 1)
         # Keras defaults, as in the article's notebook: glorot-uniform kernels, zero biases;
@@ -114,12 +121,22 @@ class CAModel(nn.Module):
 
     def kernels(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The kernels the step uses: real, or binary (+-alpha_o per output channel)."""
-        return tuple(self._kernel(name, conv) for name, conv in zip(LAYERS, self.convs()))
+        w = tuple(self._kernel(name, conv) for name, conv in zip(LAYERS, self.convs()))
+        return (self._compose_separable(w[0]), *w[1:]) if self.cfg.separable else w
+
+    def _compose_separable(self, pw: torch.Tensor) -> torch.Tensor:
+        """Separable perception: the 1x1 kernel pw [P, C*m, 1, 1] after the depthwise 3x3 kernel
+        dw [C*m, 1, 3, 3], as one dense [P, C, 3, 3] kernel: W[o, c] = sum_j pw[o, c*m+j] dw[c*m+j]."""
+        c, m = self.cfg.channels, self.cfg.separable
+        dw = self.perceive_dw.weight.view(c, m, 9)
+        return torch.einsum("ocm,cmk->ock", pw.view(pw.shape[0], c, m), dw).view(pw.shape[0], c, 3, 3)
 
     def dense_perceive_weight(self) -> torch.Tensor:
         """The perception kernel as a dense [P, C, 3, 3] tensor (a depthwise one expanded with zeros:
         output o reads channel o // (P / C) only), so every layout and exporter sees one shape."""
         w = self.perceive.weight
+        if self.cfg.separable:
+            return self._compose_separable(w)
         if not self.cfg.depthwise:
             return w
         p, c = self.cfg.perception, self.cfg.channels

@@ -42,7 +42,8 @@ class TensorSpec:
 
 def tensor_table(cfg: CAConfig) -> list[TensorSpec]:
     c, p, h = cfg.channels, cfg.perception, cfg.hidden
-    layers = [("perceive", (p, 1 if cfg.depthwise else c, 3, 3)), ("update1", (h, p, 1, 1)), ("update2", (c - 1, h, 1, 1))]
+    m = cfg.separable
+    layers = [("perceive", (p, c * m, 1, 1) if m else (p, 1 if cfg.depthwise else c, 3, 3)), ("update1", (h, p, 1, 1)), ("update2", (c - 1, h, 1, 1))]
     binary_out = {"perceive": cfg.binary_activations, "update1": cfg.binary_activations, "update2": False}
     rows: list[TensorSpec] = []
     state_bits = 32 if cfg.state_frac_bits is None else 8
@@ -52,6 +53,11 @@ def tensor_table(cfg: CAConfig) -> list[TensorSpec]:
         rows.append(TensorSpec("state (input of perceive)", (c,), 1, "activation", "sign(state - t)"))
     if cfg.binary_input:
         rows.append(TensorSpec("input_threshold", (c,), 8, "constants", "t_c, compared with the int8 state"))
+    if m:  # separable perception: its real depthwise 3x3 part (no constants: it feeds the 1x1 part linearly)
+        rows.append(TensorSpec("perceive_dw.weight", (c * m, 1, 3, 3), 8 if cfg.binary_weights else 32, "weights",
+                               "int8" if cfg.binary_weights else "float32"))
+        if cfg.binary_weights:
+            rows.append(TensorSpec("perceive_dw.scale", (1,), 32, "constants", "one per-tensor int8 scale"))
     for name, shape in layers:
         out = shape[0]
         if cfg.binary_kernel(name):

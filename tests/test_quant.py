@@ -274,3 +274,41 @@ def test_act_norm_keeps_the_forward_pass_and_rescales_the_straight_through_gradi
         exact = m(s)
         m.act_norm = True
         assert torch.equal(m(s), exact)  # the whole step, too
+
+
+@pytest.mark.parametrize("quant", ["ban", "bnn"])
+def test_separable_perception_is_a_depthwise_then_pointwise_conv_with_the_pointwise_part_binary_in_bnn(quant, digit_pixels):
+    import torch.nn.functional as F
+
+    from nca_edge.ca import seed_state
+    from nca_edge.quant import magnitude_aware_sign
+    from nca_edge.size import tensor_table
+
+    cfg = CAConfig(quant=quant, separable=3)
+    torch.manual_seed(0)
+    m = CAModel(cfg)
+    s = seed_state(digit_pixels, cfg)
+    s[:, 1:] = torch.randn_like(s[:, 1:])
+    x = F.pad(s, (1, 1, 1, 1))
+    pw = magnitude_aware_sign(m.perceive.weight) if quant == "bnn" else m.perceive.weight
+    two_convs = F.conv2d(F.conv2d(x, m.perceive_dw.weight, groups=cfg.channels), pw, m.perceive.bias)
+    torch.testing.assert_close(F.conv2d(x, m.kernels()[0], m.perceive.bias), two_convs, rtol=1e-4, atol=1e-4)
+    assert cfg.param_count() == 9 * 20 * 3 + 60 * 80 + 80 + CAConfig().param_count() - (9 * 20 * 80 + 80)
+    table = {t.name: t for t in tensor_table(cfg)}
+    assert table["perceive_dw.weight"].count == 9 * 60
+    assert table["perceive.weight"].bits == (1 if quant == "bnn" else 32)
+    with pytest.raises(ValueError, match="separable"):
+        CAConfig(depthwise=True, separable=2)
+
+
+def test_a_separable_model_is_refused_by_the_exporters_with_a_clear_error(tmp_path):
+    from nca_edge.checkpoint import save_checkpoint
+    from nca_edge.config import Config
+    from nca_edge.errors import NCAEdgeError
+
+    import export
+
+    cfg = CAConfig(quant="bnn", separable=2)
+    save_checkpoint(tmp_path / "sep", CAModel(cfg), Config(ca=cfg))
+    with pytest.raises(NCAEdgeError, match="separable"):
+        export.build(str(tmp_path / "sep.safetensors"), "packed")
