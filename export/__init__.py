@@ -193,8 +193,9 @@ def _load(model_ref: str):
 
     path = resolve_model(model_ref)
     model, config, _ = load_checkpoint(path)
-    if config.ca.separable:
-        raise NCAEdgeError(f"{model_ref}: a separable perception (--separable) cannot be exported yet")
+    if config.ca.separable or config.ca.ternary:
+        raise NCAEdgeError(f"{model_ref}: a separable perception (--separable) or ternary kernels (--ternary) "
+                           "cannot be exported yet")
     return model, config, checkpoint_paths(path)[0]
 
 

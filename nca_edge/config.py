@@ -66,6 +66,10 @@ class CAConfig:
     # per-channel spatial rank <= separable: W[o, c] = sum_j pw[o, c*m + j] * dw[c*m + j].
     # Training and evaluation only for now: the exporters and the Larq mirror refuse it.
     separable: int = 0
+    # bwn/bnn: low-bit layers (not in real_weights) whose kernels are ternary, alpha_o * {-1, 0, +1}
+    # (TWN: zero where |W| < 0.7 mean |W[o]|), 2 bits per weight, instead of binary; a ternary kernel
+    # can leave inputs out, which a binary one cannot. Training and evaluation only for now.
+    ternary: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.quant not in QUANT_VARIANTS:
@@ -90,6 +94,10 @@ class CAConfig:
             raise ValueError("a depthwise perception stays real: add perceive to real_weights")
         if self.separable < 0 or (self.separable and self.depthwise):
             raise ValueError("separable must be >= 0 and cannot be combined with depthwise")
+        if any(n not in LAYERS or n in self.real_weights for n in self.ternary) or (self.ternary and not self.binary_weights):
+            raise ValueError(f"ternary must name low-bit layers of a bwn/bnn variant (not in real_weights), not {self.ternary!r}")
+        if self.ternary and self.learned_scale:
+            raise ValueError("ternary kernels use their own scale; drop learned_scale")
         if not 0.0 < self.fire_rate <= 1.0:
             raise ValueError("fire_rate must be in (0, 1]")
 
@@ -98,7 +106,8 @@ class CAConfig:
         return self.quant in ("bwn", "bnn")
 
     def binary_kernel(self, layer: str) -> bool:
-        """Whether ``layer``'s kernel is binary (+-alpha_o) in this variant."""
+        """Whether ``layer``'s kernel is low-bit in this variant: binary (+-alpha_o), or ternary when
+        it is listed in ``ternary``."""
         return self.binary_weights and layer not in self.real_weights
 
     @property

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import LAYERS, CAConfig
-from .quant import channel_scale, clip_latent_, magnitude_aware_sign, noisy_sign, ste_heaviside, ste_sign
+from .quant import channel_scale, clip_latent_, magnitude_aware_sign, noisy_sign, ste_heaviside, ste_sign, ternary_weights
 
 def param_shapes(cfg: CAConfig) -> dict[str, tuple[int, ...]]:
     """Tensor names in checkpoints (safetensors keys) and their shapes for a config."""
@@ -148,7 +148,9 @@ class CAModel(nn.Module):
             return self.dense_perceive_weight()  # real (CAConfig enforces it)
         if not self.cfg.binary_kernel(name):
             return conv.weight
-        if self.cfg.learned_scale:
+        if name in self.cfg.ternary:
+            q = ternary_weights(conv.weight)
+        elif self.cfg.learned_scale:
             q = conv.scale.view(-1, 1, 1, 1) * ste_sign(conv.weight)
         else:
             q = magnitude_aware_sign(conv.weight)

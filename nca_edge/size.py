@@ -60,7 +60,9 @@ def tensor_table(cfg: CAConfig) -> list[TensorSpec]:
             rows.append(TensorSpec("perceive_dw.scale", (1,), 32, "constants", "one per-tensor int8 scale"))
     for name, shape in layers:
         out = shape[0]
-        if cfg.binary_kernel(name):
+        if name in cfg.ternary:
+            kbits, note = 2, "ternary {-1, 0, +1}, 2 bits"
+        elif cfg.binary_kernel(name):
             kbits, note = 1, "sign(W), bit-packed"
         elif cfg.binary_weights:  # a real layer of a binary variant: int8 per output channel
             kbits, note = 8, "int8, per-channel scale"
@@ -69,9 +71,9 @@ def tensor_table(cfg: CAConfig) -> list[TensorSpec]:
         rows.append(TensorSpec(f"{name}.weight", shape, kbits, "weights", note))
         if binary_out[name]:
             rows.append(TensorSpec(f"{name}.threshold", (out,), 32, "constants",
-                                   "b/alpha folded" if kbits == 1 else "bias as threshold"))
+                                   "b/alpha folded" if kbits <= 2 else "bias as threshold"))
         else:
-            if kbits == 1:
+            if kbits <= 2:
                 rows.append(TensorSpec(f"{name}.scale", (out,), 32, "constants", "alpha_o = mean|W[o]|"))
             elif kbits == 8:
                 rows.append(TensorSpec(f"{name}.scale", (out,), 32, "constants", "int8 kernel scale"))
@@ -95,7 +97,7 @@ def float32_bytes(cfg: CAConfig) -> int:
 def kernel_bits(cfg: CAConfig) -> str:
     """Bits per weight of each kernel (perceive, update1, update2), e.g. "8,1,8" for a binary
     variant whose first and last kernels are kept real (int8 on a device)."""
-    bits = [1 if cfg.binary_kernel(n) else (8 if cfg.binary_weights else 32) for n in ("perceive", "update1", "update2")]
+    bits = [2 if n in cfg.ternary else 1 if cfg.binary_kernel(n) else (8 if cfg.binary_weights else 32) for n in ("perceive", "update1", "update2")]
     return ",".join(map(str, bits))
 
 

@@ -312,3 +312,28 @@ def test_a_separable_model_is_refused_by_the_exporters_with_a_clear_error(tmp_pa
     save_checkpoint(tmp_path / "sep", CAModel(cfg), Config(ca=cfg))
     with pytest.raises(NCAEdgeError, match="separable"):
         export.build(str(tmp_path / "sep.safetensors"), "packed")
+
+
+def test_ternary_weights_zero_the_small_weights_and_scale_the_rest_by_their_mean_abs():
+    from nca_edge.quant import ternary_weights
+
+    w = torch.tensor([[0.1, -0.2, 0.9, -0.6], [2.0, 0.0, 0.0, 0.0]], requires_grad=True)
+    q = ternary_weights(w)
+    # row 0: delta = 0.7 * 0.45 = 0.315 keeps 0.9 and -0.6 (alpha 0.75); row 1 keeps 2.0 (alpha 2)
+    torch.testing.assert_close(q.detach(), torch.tensor([[0.0, 0.0, 0.75, -0.75], [2.0, 0.0, 0.0, 0.0]]))
+    q.sum().backward()
+    # straight-through for every weight (zeros too), cut off where |w| > 1
+    torch.testing.assert_close(w.grad, torch.tensor([[1.0, 1.0, 1.0, 1.0], [0.0, 1.0, 1.0, 1.0]]))
+
+
+def test_ternary_layers_are_counted_at_two_bits_and_validated():
+    from nca_edge.size import kernel_bits, tensor_table
+
+    cfg = CAConfig(quant="bnn", separable=4, ternary=("perceive",))
+    table = {t.name: t for t in tensor_table(cfg)}
+    assert table["perceive.weight"].bits == 2 and table["perceive.weight"].nbytes == 80 * 80 * 2 // 8
+    assert kernel_bits(cfg) == "2,1,1"
+    for bad in (dict(quant="ban", ternary=("perceive",)), dict(quant="bnn", real_weights=("perceive",), ternary=("perceive",)),
+                dict(quant="bnn", ternary=("conv9",)), dict(quant="bnn", ternary=("update1",), learned_scale=True)):
+        with pytest.raises(ValueError):
+            CAConfig(**bad)
