@@ -6,9 +6,10 @@ W[:, c] ~ U_c S_c V_c^T, giving M depthwise filters dw[c*M + j] = S_c[j] V_c[j] 
 patterns, scale included) and the 1x1 kernel pw[o, c*M + j] = U_c[o, j] (orthonormal columns, so
 |pw| <= 1: latent binary weights are not clipped). M = 9 is exact. Every other tensor is copied.
 Prints the median share of each slice's energy kept. Writes OUT.safetensors + OUT.json; train on
-with ``nca-edge train --separable M --init OUT ...``.
+with ``nca-edge train --separable M --init OUT ...``. ``--eval-digits N`` also evaluates the factored
+model as it is (no retraining) on the first N test digits, 200 steps, no mutation.
 
-    python scripts/separable_init.py ban --m 4 --out runs/sep4-init/model
+    python scripts/separable_init.py ban --m 4 --out runs/sep4-init/model --eval-digits 200
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def main() -> None:
     ap.add_argument("model", help="a checkpoint with a dense 3x3 perception (e.g. ban)")
     ap.add_argument("--m", type=int, required=True, help="depthwise filters per state channel (1..9)")
     ap.add_argument("--out", required=True, help="output checkpoint path (without extension)")
+    ap.add_argument("--eval-digits", type=int, default=0, help="evaluate the factored model on N test digits")
     args = ap.parse_args()
     try:
         src, config, _ = load_checkpoint(resolve_model(args.model))
@@ -52,6 +54,15 @@ def main() -> None:
     print(f"relative error of the composed kernel: {err.item():.4f}")
     out = save_checkpoint(args.out, model, dataclasses.replace(config, ca=cfg), factored_from=args.model)
     print(f"wrote {out}")
+    if args.eval_digits:
+        from nca_edge.data import load_digits
+        from nca_edge.evaluate import evaluate
+
+        torch.set_num_threads(1)
+        d = load_digits()
+        r = evaluate(model.eval(), d.test_x[: args.eval_digits], d.test_y[: args.eval_digits], steps=200, mutate_at=None)
+        print(f"untrained factored model, {args.eval_digits} digits, step 200: "
+              f"accuracy {r.accuracy[-1]:.1f}, agreement {r.agreement[-1]:.1f}")
 
 
 if __name__ == "__main__":
