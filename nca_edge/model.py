@@ -133,7 +133,8 @@ class CAModel(nn.Module):
 
     def dense_perceive_weight(self) -> torch.Tensor:
         """The perception kernel as a dense [P, C, 3, 3] tensor (a depthwise one expanded with zeros:
-        output o reads channel o // (P / C) only), so every layout and exporter sees one shape."""
+        output o reads channel o // (P / C) only), so every layout and exporter sees one shape. A
+        separable one is its two real (latent) parts composed; the step's kernel is ``kernels()[0]``."""
         w = self.perceive.weight
         if self.cfg.separable:
             return self._compose_separable(w)

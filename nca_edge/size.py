@@ -74,7 +74,8 @@ def tensor_table(cfg: CAConfig) -> list[TensorSpec]:
                                    "b/alpha folded" if kbits <= 2 else "bias as threshold"))
         else:
             if kbits <= 2:
-                rows.append(TensorSpec(f"{name}.scale", (out,), 32, "constants", "alpha_o = mean|W[o]|"))
+                rows.append(TensorSpec(f"{name}.scale", (out,), 32, "constants",
+                                       "alpha_o (ternary: mean |W[o]| above delta)" if kbits == 2 else "alpha_o = mean|W[o]|"))
             elif kbits == 8:
                 rows.append(TensorSpec(f"{name}.scale", (out,), 32, "constants", "int8 kernel scale"))
             rows.append(TensorSpec(f"{name}.bias", (out,), 32, "constants", "float32"))

@@ -48,9 +48,9 @@ def main() -> None:
         except NCAEdgeError as e:
             raise SystemExit(f"error: {e}")
         for layer, conv in zip(LAYERS, model.convs()):
-            # the stored kernel (a depthwise perception: its 3x3 taps, one input channel each)
+            # the stored kernel (depthwise: its 3x3 taps; separable: its 1x1 part)
             w = conv.weight
-            kind = "binary" if config.ca.binary_kernel(layer) else "real"
+            kind = "ternary" if layer in config.ca.ternary else "binary" if config.ca.binary_kernel(layer) else "real"
             top10, channel, cosine = layer_stats(w.detach())
             print(f"| {name} | {layer} | {kind} | {top10:.2f} | {channel:.2f} | {cosine:.2f} |")
 
