@@ -75,6 +75,12 @@ def dataset_options(f):
 @click.option("--resume", is_flag=True, help="Continue the run saved in --out from its last checkpoint.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=TrainConfig.batch_size, show_default=True)
+@click.option("--pool-size", type=click.IntRange(min=1), default=None,
+              help=f"States in the pool.  [default: max({TrainConfig.pool_size}, batch size)]")
+@click.option("--n-fresh", type=click.IntRange(min=0), default=None,
+              help=f"Batch slots given a fresh digit each iteration.  [default: min({TrainConfig.n_fresh}, batch size / 4)]")
+@click.option("--n-mutate", type=click.IntRange(min=0), default=None,
+              help=f"Batch slots whose digit is swapped each iteration.  [default: min({TrainConfig.n_mutate}, batch size / 4)]")
 @click.option("--steps", type=click.IntRange(min=1), default=TrainConfig.steps, show_default=True,
               help="CA steps per iteration.")
 @click.option("--lr", type=float, default=TrainConfig.lr, show_default=True)
@@ -124,7 +130,7 @@ def dataset_options(f):
               help="Weight of the distillation term (with --distill).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @dataset_options
-def train(quant, iterations, seed, out_dir, resume, device, batch_size, steps, lr, lr_boundaries, checkpoint_every, subset,
+def train(quant, iterations, seed, out_dir, resume, device, batch_size, pool_size, n_fresh, n_mutate, steps, lr, lr_boundaries, checkpoint_every, subset,
           binary_input, binary_act, fresh_warmup, learned_scale, real_weights, depthwise, separable, ternary, perception, hidden, binarize_ramp, sharpen_ramp, sharpen_beta, act_noise, act_noise_end, act_noise_ramp, act_norm, init_from, state_frac_bits, distill_from, distill_weight, no_progress, dataset, data_dir):
     """Train the CA with the article's recipe (pool, mutation, residual noise, L2 loss)."""
     if learned_scale and quant not in ("bwn", "bnn"):
@@ -155,8 +161,9 @@ def train(quant, iterations, seed, out_dir, resume, device, batch_size, steps, l
         tc = TrainConfig(iterations=iterations, seed=seed, batch_size=batch_size, steps=steps, lr=lr, lr_boundaries=boundaries,
                          checkpoint_every=checkpoint_every, dataset=dataset, init_from=init_from,
                          fresh_warmup=fresh_warmup, binarize_ramp=binarize_ramp, sharpen_ramp=sharpen_ramp, sharpen_beta=sharpen_beta, act_noise=act_noise, act_noise_end=act_noise_end, act_noise_ramp=act_noise_ramp, act_norm=act_norm, distill_from=distill_from, distill_weight=distill_weight if distill_from else 0.0,
-                         pool_size=max(TrainConfig.pool_size, batch_size),
-                         n_fresh=min(TrainConfig.n_fresh, batch_size // 4), n_mutate=min(TrainConfig.n_mutate, batch_size // 4))
+                         pool_size=pool_size if pool_size is not None else max(TrainConfig.pool_size, batch_size),
+                         n_fresh=n_fresh if n_fresh is not None else min(TrainConfig.n_fresh, batch_size // 4),
+                         n_mutate=n_mutate if n_mutate is not None else min(TrainConfig.n_mutate, batch_size // 4))
         config = Config(ca=CAConfig(quant=quant, binary_input=binary_input, binary_act=binary_act,
                                     learned_scale=learned_scale, state_frac_bits=state_frac_bits, real_weights=real,
                                     depthwise=depthwise, separable=separable, ternary=tuple(n for n in ternary.split(",") if n), perception=perception, hidden=hidden), train=tc)

@@ -1,0 +1,46 @@
+"""Warm starts derived from a trained model: widening the hidden layer by splitting units."""
+
+import pytest
+import torch
+
+from nca_edge.config import CAConfig
+from nca_edge.model import CAModel
+from nca_edge.warm_start import widen_hidden
+
+
+def _trained_like(cfg: CAConfig) -> CAModel:
+    """A model with every tensor non-zero (update2 is zero-initialised in a fresh model)."""
+    torch.manual_seed(0)
+    model = CAModel(cfg)
+    with torch.no_grad():
+        model.update2.weight.uniform_(-0.5, 0.5)
+        model.update2.bias.uniform_(-0.1, 0.1)
+    return model
+
+
+@pytest.mark.parametrize("cfg", [
+    CAConfig(perception=12, hidden=6),
+    CAConfig(quant="bwn", perception=12, hidden=6, real_weights=("perceive", "update2"), learned_scale=True),
+    CAConfig(quant="bnn", perception=12, hidden=6, real_weights=("perceive",)),
+], ids=["float", "bwn-learned-scale", "bnn"])
+def test_widening_without_noise_computes_the_same_update(cfg):
+    src = _trained_like(cfg)
+    wide = widen_hidden(src, factor=3, noise=0.0)
+    assert wide.cfg.hidden == 18 and wide.update1.weight.shape[0] == 18
+    state = torch.randn(2, cfg.channels, 7, 7)
+    with torch.no_grad():
+        torch.testing.assert_close(wide(state), src(state), rtol=1e-5, atol=1e-5)
+
+
+def test_noise_breaks_the_symmetry_of_the_copies_but_not_the_first():
+    cfg = CAConfig(quant="bwn", perception=12, hidden=6, real_weights=("perceive", "update2"))
+    src = _trained_like(cfg)
+    wide = widen_hidden(src, factor=2, noise=0.5, seed=1)
+    w_src, w = src.update1.weight.detach(), wide.update1.weight.detach()
+    torch.testing.assert_close(w[:6], w_src)
+    assert (torch.sign(w[6:]) != torch.sign(w_src)).any()
+    assert w.abs().max() <= 1.0  # latent binary weights stay clipped
+    w2 = wide.update2.weight.detach()
+    torch.testing.assert_close(w2[:, :6] + w2[:, 6:], src.update2.weight.detach())
+    again = widen_hidden(src, factor=2, noise=0.5, seed=1)
+    assert torch.equal(again.update1.weight, wide.update1.weight)  # deterministic given the seed
