@@ -20,6 +20,21 @@ from nca_edge.errors import NCAEdgeError
 from nca_edge.evaluate import evaluate
 
 
+def step200(name: str, model, x, y, split: str) -> str:
+    """One report line: accuracy / agreement at step 200 and the mean accuracy over steps 101-200."""
+    with torch.no_grad():
+        r = evaluate(model.eval(), x, y, steps=200, mutate_at=None)
+    return (f"{name}: {split}[:{len(y)}] step 200: {r.accuracy[-1]:.1f} / {r.agreement[-1]:.1f}; "
+            f"mean accuracy over steps 101-200 {r.accuracy[100:].mean():.1f}")
+
+
+def test_digits(n: int):
+    """The first n test digits (images, labels), evaluated on one thread."""
+    torch.set_num_threads(1)
+    d = load_digits()
+    return d.test_x[:n], d.test_y[:n]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="+", help="checkpoint paths or shipped names")
@@ -35,11 +50,7 @@ def main() -> None:
             model, _, meta = load_checkpoint(resolve_model(name))
         except NCAEdgeError as e:
             raise SystemExit(f"error: {e}")
-        with torch.no_grad():
-            r = evaluate(model.eval(), x, y, steps=200, mutate_at=None)
-        print(f"{name} ({meta.get('iterations')} its): {args.split}[:{args.digits}] step 200: "
-              f"{r.accuracy[-1]:.1f} / {r.agreement[-1]:.1f}; mean accuracy over steps 101-200 {r.accuracy[100:].mean():.1f}",
-              flush=True)
+        print(step200(f"{name} ({meta.get('iterations')} its)", model, x, y, args.split), flush=True)
 
 
 if __name__ == "__main__":

@@ -52,18 +52,15 @@ def main() -> None:
     model.load_state_dict(sd)
     err = (model.dense_perceive_weight() - w).norm() / w.norm()
     print(f"relative error of the composed kernel: {err.item():.4f}")
-    out = save_checkpoint(args.out, model, dataclasses.replace(config, ca=cfg), factored_from=args.model)
+    try:
+        out = save_checkpoint(args.out, model, dataclasses.replace(config, ca=cfg), factored_from=args.model)
+    except OSError as e:
+        raise SystemExit(f"error: cannot write {args.out}: {e.strerror or e}")
     print(f"wrote {out}")
     if args.eval_digits:
-        from nca_edge.data import load_digits
-        from nca_edge.evaluate import evaluate
+        from eval_snapshots import step200, test_digits  # scripts/ is on sys.path when run as a script
 
-        torch.set_num_threads(1)
-        d = load_digits()
-        r = evaluate(model.eval(), d.test_x[: args.eval_digits], d.test_y[: args.eval_digits], steps=200, mutate_at=None)
-        print(f"untrained factored model, {args.eval_digits} digits, step 200: "
-              f"accuracy {r.accuracy[-1]:.1f}, agreement {r.agreement[-1]:.1f}")
-
+        print(step200("untrained factored model", model, *test_digits(args.eval_digits), "test"))
 
 if __name__ == "__main__":
     main()

@@ -36,19 +36,15 @@ def main() -> None:
     if args.factor < 2 or args.noise < 0:
         raise SystemExit("needs --factor >= 2 and --noise >= 0")
     model = widen_hidden(src, args.factor, args.noise, args.seed)
-    out = save_checkpoint(args.out, model, dataclasses.replace(config, ca=model.cfg), widened_from=args.model)
+    try:
+        out = save_checkpoint(args.out, model, dataclasses.replace(config, ca=model.cfg), widened_from=args.model)
+    except OSError as e:
+        raise SystemExit(f"error: cannot write {args.out}: {e.strerror or e}")
     print(f"wrote {out} (hidden {src.cfg.hidden} -> {model.cfg.hidden})")
     if args.eval_digits:
-        from nca_edge.data import load_digits
-        from nca_edge.evaluate import evaluate
+        from eval_snapshots import step200, test_digits  # scripts/ is on sys.path when run as a script
 
-        torch.set_num_threads(1)
-        d = load_digits()
-        n = args.eval_digits
-        with torch.no_grad():
-            r = evaluate(model.eval(), d.test_x[:n], d.test_y[:n], steps=200, mutate_at=None)
-        print(f"untrained widened model, {n} digits, step 200: accuracy {r.accuracy[-1]:.1f}, agreement {r.agreement[-1]:.1f}")
-
+        print(step200("untrained widened model", model, *test_digits(args.eval_digits), "test"))
 
 if __name__ == "__main__":
     main()
