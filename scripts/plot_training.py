@@ -1,6 +1,8 @@
 """Plot a training run's loss curve (mean over windows of iterations) from its log.csv.
 
     python scripts/plot_training.py runs/float/log.csv --out docs/results/float/train_loss.png
+
+``--until N`` plots iterations 1..N only (a snapshot's share of a longer run).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ def main() -> None:
     ap.add_argument("logs", nargs="+", type=Path, help="log.csv files (iteration,loss,lr,elapsed_s)")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--window", type=int, default=500, help="iterations per averaged point")
+    ap.add_argument("--until", type=int, default=None, help="last iteration to plot (default: all)")
     args = ap.parse_args()
     import matplotlib
 
@@ -27,6 +30,8 @@ def main() -> None:
     for log in args.logs:
         with open(log) as f:
             rows = [(int(r["iteration"]), float(r["loss"])) for r in csv.DictReader(f)]
+        if args.until is not None:
+            rows = [r for r in rows if r[0] <= args.until]
         it = np.array([r[0] for r in rows])
         loss = np.array([r[1] for r in rows])
         n = len(loss) // args.window

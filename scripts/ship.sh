@@ -4,15 +4,24 @@
 # Copies RUN/model.{safetensors,json} to nca_edge/models/NAME.*, evaluates it on the whole MNIST
 # test set (400 steps, mutation at 200), records the summary in the shipped sidecar, writes
 # docs/results/NAME/eval.{md,json,png} (+ train_loss.png from RUN/log.csv), and rebuilds docs/RESULTS.md.
+# A snapshot (bash scripts/ship.sh bwn runs/RUN/snapshots/model-004500) plots RUN's log up to its iteration.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name="$1"; ckpt="${2%.safetensors}"; ckpt="${ckpt%.json}"
 cp "$ckpt.safetensors" "nca_edge/models/$name.safetensors"
 cp "$ckpt.json" "nca_edge/models/$name.json"
 .venv/bin/nca-edge eval "$name" --out "docs/results/$name" --save-metrics --no-progress
-log="$(dirname "$ckpt")/log.csv"
+run="$(dirname "$ckpt")"
+until=()
+if [ "$(basename "$run")" = snapshots ]; then  # RUN/snapshots/model-N: RUN's log up to iteration N
+    run="$(dirname "$run")"
+    until=(--until "$((10#${ckpt##*model-}))")
+fi
+log="$run/log.csv"
 if [ -f "$log" ]; then
-    .venv/bin/python scripts/plot_training.py "$log" --out "docs/results/$name/train_loss.png"
+    .venv/bin/python scripts/plot_training.py "$log" --out "docs/results/$name/train_loss.png" "${until[@]}"
+else
+    rm -f "docs/results/$name/train_loss.png"  # never leave the previous model's curve
 fi
 {
     .venv/bin/nca-edge compare --format markdown --no-progress
