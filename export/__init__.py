@@ -142,7 +142,8 @@ FORMATS: dict[str, Format] = {
 }
 
 
-C_MAX_UNITS = 128  # NCA_MAX_UNITS's ceiling in export/c_src/nca_step.c
+C_MAX_UNITS = 256  # NCA_MAX_UNITS's ceiling in export/c_src/nca_step.c (conv_lanes's 16-bit lanes)
+C_MAX_SLICED_INPUTS = 128  # the bit-sliced hidden layer's 10-bit counts (c_export.sliced_layer)
 
 
 def _check_supported(fmt: str, cfg) -> None:
@@ -152,9 +153,12 @@ def _check_supported(fmt: str, cfg) -> None:
         raise NCAEdgeError(f"format lce: Larq Compute Engine's bitpacked ops are for binary activations, and the "
                            f"{cfg.quant} variant has none; use --format tflite-int8")
     if fmt == "c" and max(cfg.perception, cfg.hidden) > C_MAX_UNITS:
-        raise NCAEdgeError(f"format c: the C step holds at most {C_MAX_UNITS} units a layer (a binary activation is "
-                           f"at most two 64-bit words); this model has {cfg.perception} / {cfg.hidden}; "
-                           "use --format packed or tflite-int8")
+        raise NCAEdgeError(f"format c: the C step holds at most {C_MAX_UNITS} units a layer; this model has "
+                           f"{cfg.perception} / {cfg.hidden}; use --format packed or tflite-int8")
+    if (fmt == "c" and cfg.quant == "bnn" and "update1" not in cfg.real_weights
+            and cfg.perception > C_MAX_SLICED_INPUTS):
+        raise NCAEdgeError(f"format c: a BNN's bit-sliced hidden layer takes at most {C_MAX_SLICED_INPUTS} inputs; "
+                           f"this model has {cfg.perception}; use --format packed or tflite-int8")
     if fmt in ("tflite-int8", "onnx-qdq", "packed", "c") and cfg.binary_input:
         raise NCAEdgeError(f"format {fmt}: a binarized state input (binary_input) has no int8 step yet; "
                            "use --format tflite, onnx or lce")

@@ -222,6 +222,47 @@ def test_c_export_refuses_layers_wider_than_the_c_step_holds():
     from nca_edge.config import CAConfig
     from nca_edge.errors import NCAEdgeError
 
-    _check_supported("c", CAConfig(hidden=128))
-    with pytest.raises(NCAEdgeError, match="at most 128 units"):
-        _check_supported("c", CAConfig(hidden=160))
+    _check_supported("c", CAConfig(hidden=256))
+    with pytest.raises(NCAEdgeError, match="at most 256 units"):
+        _check_supported("c", CAConfig(hidden=257))
+    _check_supported("c", CAConfig(quant="bnn", perception=128, real_weights=("perceive",)))
+    with pytest.raises(NCAEdgeError, match="at most 128 inputs"):  # the bit-sliced hidden layer's 10-bit counts
+        _check_supported("c", CAConfig(quant="bnn", perception=160, real_weights=("perceive",)))
+
+
+@pytest.mark.parametrize("cfg", [
+    dict(quant="ban", hidden=160),  # the last layer's binary input in three 64-bit words (lanes)
+    dict(quant="bnn", hidden=160, real_weights=("perceive",)),  # bit-sliced into 3 words, then XNOR over 3 words
+], ids=["ban-hidden-160", "bnn-hidden-160"])
+def test_layers_wider_than_128_units_are_bit_exact(cfg, tmp_path):
+    """Past two 64-bit words a layer: NCA_MAX_UNITS from nca_config.h, and the popcounts over any
+    number of words, against firmware_sim."""
+    if toolchain_missing("host"):
+        pytest.skip("no host compiler")
+    import torch
+
+    from nca_edge.checkpoint import save_checkpoint
+    from nca_edge.config import CAConfig, Config
+    from nca_edge.model import CAModel
+
+    from firmware_sim import blob, int8
+    from nca_edge.data import load_digits
+
+    torch.manual_seed(3)
+    m = CAModel(CAConfig(**cfg))
+    # small updates keep the calibrated state scale near a trained model's (larger ones make the
+    # int8 pixel fall below the alive threshold: no cell would ever compute)
+    torch.nn.init.uniform_(m.update2.weight, -0.05, 0.05)
+    for conv in m.convs():  # non-zero thresholds: fewer exact ties at 0 in the binary dot products
+        torch.nn.init.normal_(conv.bias, std=0.05)
+    ckpt = save_checkpoint(tmp_path / "wide", m, Config(ca=m.cfg))
+    export_model(str(ckpt), "c", tmp_path / "c")
+    assert "#define NCA_MAX_UNITS 160" in (tmp_path / "c" / "nca_config.h").read_text()
+    params, _ = blob.loads((tmp_path / "c" / "model.ncap").read_bytes())
+    state = int8.seed(params, load_digits("mnist").test_x[:2])
+    trace = {}
+    nxt = int8.step(params, state, np.ones(state.shape[:3], bool), trace=trace)
+    units = int8._threshold(trace["conv2"], params.act2)[:, 128:] > 0  # the third word's hidden units
+    assert units.any() and not units.all() and (nxt != state).mean() > 0.05  # the cells compute, word 3 varies
+    r = verify_c(tmp_path / "c", digits=2, steps=60, mutate_at=30, sanitize=True)
+    assert r.bit_exact, r.first

@@ -5,7 +5,6 @@
 
 #include <string.h>
 
-#include "nca_config.h" /* NCA_USE_*: the layer kernels this build compiles (generated with the model) */
 
 /* MBQM is inlined where 64-bit arithmetic is native (a host); on a 32-bit microcontroller it is a
  * call: each copy would cost flash. */
@@ -45,8 +44,8 @@ static inline int32_t clamp(int32_t v, int32_t lo, int32_t hi) { return v < lo ?
 static int64_t clamp64(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
 #define NCA_MAX_WORDS ((NCA_MAX_UNITS + 63) / 64)
-#if NCA_MAX_UNITS > 128
-#error "NCA_MAX_UNITS > 128: a binary layer's input is at most two 64-bit words here"
+#if NCA_MAX_UNITS > 256
+#error "NCA_MAX_UNITS > 256: conv_lanes's 16-bit lanes add at most 256 inputs' weights + 128"
 #endif
 #define NCA_PLANES 10 /* bits of the sliced layer's R (conv_sliced) */
 #define HALF_ADD(plane, carry) (t = (plane) & (carry), (plane) ^= (carry), (carry) = t)
@@ -189,10 +188,20 @@ static inline int32_t popcount_fields(uint64_t v) {
     return (int32_t)((v * 0x0101010101010101ull) >> 56);
 }
 
-/* Inputs on among the k bits of x (at most two words; bits past k are 0). */
-static int32_t ones(const uint64_t *x, int k) {
-    return popcount_fields(nibble_counts(x[0]) + (k > 64 ? nibble_counts(x[1]) : 0));
+/* Set bits of the n words x & y (y NULL: of x), three words' nibble counts per popcount_fields. */
+static int32_t popcount_and(const uint64_t *x, const uint64_t *y, int n) {
+    int32_t total = 0;
+    int q, e;
+    for (q = 0; q < n; q += 3) {
+        uint64_t counts = 0;
+        for (e = q; e < q + 3 && e < n; e++) counts += nibble_counts(y ? x[e] & y[e] : x[e]);
+        total += popcount_fields(counts);
+    }
+    return total;
 }
+
+/* Inputs on among the k bits of x (bits past k are 0). */
+static int32_t ones(const uint64_t *x, int k) { return popcount_and(x, 0, (k + 63) / 64); }
 
 /* Index of the lowest set bit of v != 0 (de Bruijn multiplication). */
 static inline int lowest_bit(uint64_t v) {
@@ -222,12 +231,17 @@ static int listed(const uint64_t *x, int k, int use_on, int stride, int *list) {
 static void conv_xnor(const nca_conv_t *c, const uint64_t *x, int32_t *out, uint64_t *bits) {
     int32_t acc[NCA_MAX_UNITS];
     const int32_t a = c->step * c->magnitude, n_on = ones(x, c->k), nx = c->words;
-    const uint64_t *row = c->bits, x0 = x[0], x1 = nx > 1 ? x[1] : 0;
+    const uint64_t *row = c->bits;
     int o;
-    for (o = 0; o < c->out; o++, row += nx) {
-        uint64_t counts = nibble_counts(x0 & row[0]);
-        if (nx > 1) counts += nibble_counts(x1 & row[1]);
-        acc[o] = c->c0[o] + a * (n_on - 2 * popcount_fields(counts));
+    if (nx <= 2) { /* the common case (at most 128 inputs), unrolled */
+        const uint64_t x0 = x[0], x1 = nx > 1 ? x[1] : 0;
+        for (o = 0; o < c->out; o++, row += nx) {
+            uint64_t counts = nibble_counts(x0 & row[0]);
+            if (nx > 1) counts += nibble_counts(x1 & row[1]);
+            acc[o] = c->c0[o] + a * (n_on - 2 * popcount_fields(counts));
+        }
+    } else {
+        for (o = 0; o < c->out; o++, row += nx) acc[o] = c->c0[o] + a * (n_on - 2 * popcount_and(x, row, nx));
     }
     finish(c, acc, out, bits);
 }

@@ -9,6 +9,8 @@
 
 #include <stdint.h>
 
+#include "nca_config.h" /* generated with the model: NCA_USE_*, and NCA_MAX_UNITS for one wider than 128 */
+
 typedef struct {
     int32_t out, k;            /* output channels, reduction length (9*C, P or H) */
     int32_t taps;              /* 9 for the 3x3 conv, 1 for a 1x1 conv */
@@ -57,7 +59,7 @@ typedef struct {
 #ifndef NCA_MAX_WIDTH
 #define NCA_MAX_WIDTH 64
 #endif
-#ifndef NCA_MAX_UNITS  /* at most 128 (export.C_MAX_UNITS) */
+#ifndef NCA_MAX_UNITS  /* at most 256 (export.C_MAX_UNITS); nca_config.h sets it for models wider than 128 */
 #define NCA_MAX_UNITS 128
 #endif
 
