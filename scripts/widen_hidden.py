@@ -37,7 +37,10 @@ def main() -> None:
         raise SystemExit("needs --factor >= 2 and --noise >= 0")
     model = widen_hidden(src, args.factor, args.noise, args.seed)
     try:
-        out = save_checkpoint(args.out, model, dataclasses.replace(config, ca=model.cfg), widened_from=args.model)
+        recipe = (f"python scripts/widen_hidden.py {args.model} --factor {args.factor} --noise {args.noise:g} "
+                  f"--seed {args.seed} --out {args.out}")
+        out = save_checkpoint(args.out, model, dataclasses.replace(config, ca=model.cfg), widened_from=args.model,
+                              widening={"factor": args.factor, "noise": args.noise, "seed": args.seed}, recipe=recipe)
     except OSError as e:
         raise SystemExit(f"error: cannot write {args.out}: {e.strerror or e}")
     print(f"wrote {out} (hidden {src.cfg.hidden} -> {model.cfg.hidden})")

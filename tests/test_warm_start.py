@@ -44,3 +44,31 @@ def test_noise_breaks_the_symmetry_of_the_copies_but_not_the_first():
     torch.testing.assert_close(w2[:, :6] + w2[:, 6:], src.update2.weight.detach())
     again = widen_hidden(src, factor=2, noise=0.5, seed=1)
     assert torch.equal(again.update1.weight, wide.update1.weight)  # deterministic given the seed
+
+
+def test_widen_script_records_how_it_widened_and_rejects_a_bad_factor(tmp_path):
+    """scripts/widen_hidden.py writes the widened checkpoint with the command and the widening
+    (factor, noise, seed) in its sidecar, so a shipped model's first stage can be rebuilt."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from nca_edge.checkpoint import load_checkpoint, save_checkpoint
+    from nca_edge.config import Config
+
+    cfg = CAConfig(quant="bwn", perception=12, hidden=6, real_weights=("perceive", "update2"))
+    save_checkpoint(tmp_path / "src", _trained_like(cfg), Config(ca=cfg))
+    script = Path(__file__).resolve().parents[1] / "scripts" / "widen_hidden.py"
+    run = lambda *a: subprocess.run([sys.executable, str(script), str(tmp_path / "src"), *a],
+                                    capture_output=True, text=True)
+    res = run("--factor", "2", "--noise", "0.2", "--seed", "3", "--out", str(tmp_path / "wide"))
+    assert res.returncode == 0, res.stderr
+    meta = json.loads((tmp_path / "wide.json").read_text())
+    assert meta["widening"] == {"factor": 2, "noise": 0.2, "seed": 3}
+    assert "--factor 2 --noise 0.2 --seed 3" in meta["recipe"]
+    wide, config, _ = load_checkpoint(tmp_path / "wide")
+    assert config.ca.hidden == 12
+    assert torch.equal(wide.update1.weight, widen_hidden(_trained_like(cfg), 2, 0.2, seed=3).update1.weight)
+    bad = run("--factor", "1", "--out", str(tmp_path / "bad"))
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr and not (tmp_path / "bad.json").exists()
