@@ -12,6 +12,7 @@ step 200, fire masks from firmware_sim.prng (mask seed 0), under each schedule
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -35,7 +36,10 @@ def main() -> None:
     ap.add_argument("--digits", type=int, default=200)
     ap.add_argument("--schedules", nargs="*", default=["sync", "async", "stale:1", "stale:2", "stale:4"])
     ap.add_argument("--write", type=Path, default=None)
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the rows of --write's JSON for the models not run now")
     a = ap.parse_args()
+    cmd = command().strip()
     d = load_digits()
     rows = []
     for name in a.models or default_models():
@@ -57,11 +61,19 @@ def main() -> None:
             rows.append({"model": name, "schedule": sch, "accuracy_200": round(float(r["accuracy"][199]), 2),
                          "agreement_200": round(float(r["agreement"][199]), 2),
                          "accuracy_400": round(float(r["accuracy"][399]), 2),
-                         "agreement_400": round(float(r["agreement"][399]), 2), "seconds": round(time.time() - t, 1)})
+                         "agreement_400": round(float(r["agreement"][399]), 2), "seconds": round(time.time() - t, 1),
+                         "command": cmd})
             print(rows[-1], flush=True)
-    cmd = command()
+    if a.merge and a.write and a.write.with_suffix(".json").is_file():
+        order = {m: i for i, m in enumerate(default_models())}
+        run = {r["model"] for r in rows}
+        old = [r for r in json.loads(a.write.with_suffix(".json").read_text()) if r["model"] not in run]
+        rows = sorted(old + rows, key=lambda r: order.get(r["model"], len(order)))  # stable: schedules keep their order
+    # rows of a run made before rows recorded their command: that run's command
+    commands = list(dict.fromkeys(r.get("command", "python scripts/schedules_report.py --digits 50 "
+                                                    "--write docs/results/schedules.md") for r in rows))
     lines = ["# Update schedules (int8, firmware_sim)", "",
-             f"Command: `{cmd.strip()}`; first {a.digits} test digits, 400 steps, mutation at step 200, mask seed 0. "
+             "Commands: " + "; ".join(f"`{c}`" for c in commands) + f"; first {a.digits} test digits, 400 steps, mutation at step 200, mask seed 0. "
              "sync = the trained random mask; async = the same firing cells one at a time in random order, each "
              "reading its neighbours' latest states; stale:K = neighbours seen K steps late.", "",
              "| model | schedule | accuracy@200 | agreement@200 | accuracy@400 | agreement@400 | seconds |",
