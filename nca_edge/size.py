@@ -75,7 +75,9 @@ def tensor_table(cfg: CAConfig) -> list[TensorSpec]:
         else:
             if kbits <= 2:
                 rows.append(TensorSpec(f"{name}.scale", (out,), 32, "constants",
-                                       "alpha_o (ternary: mean |W[o]| above delta)" if kbits == 2 else "alpha_o = mean|W[o]|"))
+                                       "alpha_o (ternary: mean |W[o]| above delta)" if kbits == 2
+                                       else "alpha_o, trained (--learned-scale)" if cfg.learned_scale
+                                       else "alpha_o = mean|W[o]|"))
             elif kbits == 8:
                 rows.append(TensorSpec(f"{name}.scale", (out,), 32, "constants", "int8 kernel scale"))
             rows.append(TensorSpec(f"{name}.bias", (out,), 32, "constants", "float32"))

@@ -38,6 +38,12 @@ def test_every_variant_lists_binary_tensors_at_one_bit():
     assert ban["perceive.weight"] == 32 and ban["update1 output"] == 1
 
 
+def test_verbose_table_says_whether_a_binary_kernels_scale_is_trained_or_derived():
+    note = lambda **kw: {t.name: t.note for t in tensor_table(CAConfig(quant="bwn", **kw))}["update1.scale"]
+    assert "trained" in note(learned_scale=True)
+    assert note(learned_scale=False) == "alpha_o = mean|W[o]|"
+
+
 @pytest.fixture
 def shipped_copy(tmp_path):
     from nca_edge.checkpoint import resolve_model
