@@ -14,9 +14,8 @@ import argparse
 
 import torch
 
-from nca_edge.checkpoint import load_checkpoint, resolve_model
+from checkpoint_cli import load  # scripts/ is on sys.path when run as a script
 from nca_edge.data import load_digits
-from nca_edge.errors import NCAEdgeError
 from nca_edge.evaluate import evaluate
 
 
@@ -46,10 +45,7 @@ def main() -> None:
     x, y = (d.train_x, d.train_y) if args.split == "train" else (d.test_x, d.test_y)
     x, y = x[: args.digits], y[: args.digits]
     for name in args.models:
-        try:
-            model, _, meta = load_checkpoint(resolve_model(name))
-        except NCAEdgeError as e:
-            raise SystemExit(f"error: {e}")
+        model, _, meta = load(name)
         print(step200(f"{name} ({meta.get('iterations')} its)", model, x, y, args.split), flush=True)
 
 

@@ -19,8 +19,7 @@ import dataclasses
 
 import torch
 
-from nca_edge.checkpoint import load_checkpoint, resolve_model, save_checkpoint
-from nca_edge.errors import NCAEdgeError
+from checkpoint_cli import load, write_start  # scripts/ is on sys.path when run as a script
 from nca_edge.model import CAModel
 
 
@@ -31,12 +30,9 @@ def main() -> None:
     ap.add_argument("--out", required=True, help="output checkpoint path (without extension)")
     ap.add_argument("--eval-digits", type=int, default=0, help="evaluate the factored model on N test digits")
     args = ap.parse_args()
-    try:
-        src, config, _ = load_checkpoint(resolve_model(args.model))
-    except NCAEdgeError as e:
-        raise SystemExit(f"error: {e}")
+    src, config, _ = load(args.model)
     if src.cfg.depthwise or src.cfg.separable or not 1 <= args.m <= 9:
-        raise SystemExit("needs a dense 3x3 perception and 1 <= --m <= 9")
+        raise SystemExit("error: needs a dense 3x3 perception and 1 <= --m <= 9")
     cfg = dataclasses.replace(src.cfg, separable=args.m)
     model = CAModel(cfg)
     w = src.perceive.weight.detach()  # [P, C, 3, 3]
@@ -52,15 +48,8 @@ def main() -> None:
     model.load_state_dict(sd)
     err = (model.dense_perceive_weight() - w).norm() / w.norm()
     print(f"relative error of the composed kernel: {err.item():.4f}")
-    try:
-        out = save_checkpoint(args.out, model, dataclasses.replace(config, ca=cfg), factored_from=args.model)
-    except OSError as e:
-        raise SystemExit(f"error: cannot write {args.out}: {e.strerror or e}")
-    print(f"wrote {out}")
-    if args.eval_digits:
-        from eval_snapshots import step200, test_digits  # scripts/ is on sys.path when run as a script
+    write_start(args.out, model, config, "untrained factored model", args.eval_digits, factored_from=args.model)
 
-        print(step200("untrained factored model", model, *test_digits(args.eval_digits), "test"))
 
 if __name__ == "__main__":
     main()

@@ -11,12 +11,8 @@ widened model as it is (no retraining) on the first N test digits, 200 steps, no
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
-import torch
-
-from nca_edge.checkpoint import load_checkpoint, resolve_model, save_checkpoint
-from nca_edge.errors import NCAEdgeError
+from checkpoint_cli import load, write_start  # scripts/ is on sys.path when run as a script
 from nca_edge.warm_start import widen_hidden
 
 
@@ -29,25 +25,14 @@ def main() -> None:
     ap.add_argument("--out", required=True, help="output checkpoint path (without extension)")
     ap.add_argument("--eval-digits", type=int, default=0, help="evaluate the widened model on N test digits")
     args = ap.parse_args()
-    try:
-        src, config, _ = load_checkpoint(resolve_model(args.model))
-    except NCAEdgeError as e:
-        raise SystemExit(f"error: {e}")
+    src, config, _ = load(args.model)
     if args.factor < 2 or args.noise < 0:
-        raise SystemExit("needs --factor >= 2 and --noise >= 0")
+        raise SystemExit("error: needs --factor >= 2 and --noise >= 0")
     model = widen_hidden(src, args.factor, args.noise, args.seed)
-    try:
-        recipe = (f"python scripts/widen_hidden.py {args.model} --factor {args.factor} --noise {args.noise:g} "
-                  f"--seed {args.seed} --out {args.out}")
-        out = save_checkpoint(args.out, model, dataclasses.replace(config, ca=model.cfg), widened_from=args.model,
-                              widening={"factor": args.factor, "noise": args.noise, "seed": args.seed}, recipe=recipe)
-    except OSError as e:
-        raise SystemExit(f"error: cannot write {args.out}: {e.strerror or e}")
-    print(f"wrote {out} (hidden {src.cfg.hidden} -> {model.cfg.hidden})")
-    if args.eval_digits:
-        from eval_snapshots import step200, test_digits  # scripts/ is on sys.path when run as a script
+    print(f"hidden {src.cfg.hidden} -> {model.cfg.hidden}")
+    write_start(args.out, model, config, "untrained widened model", args.eval_digits, widened_from=args.model,
+                widening={"factor": args.factor, "noise": args.noise, "seed": args.seed})
 
-        print(step200("untrained widened model", model, *test_digits(args.eval_digits), "test"))
 
 if __name__ == "__main__":
     main()
