@@ -104,6 +104,9 @@ def dataset_options(f):
                    "conv to the perception features (binary in bwn/bnn); 0 = dense 3x3. Not exportable yet.")
 @click.option("--ternary", default="", metavar="LAYER[,LAYER]",
               help="bwn/bnn: these low-bit layers get ternary kernels (2 bits, TWN) instead of binary. Not exportable yet.")
+@click.option("--int4", default="", metavar="LAYER[,LAYER]",
+              help="These real layers get int4 kernels (per-channel, fake-quantized in training) instead of int8 "
+                   "(float32 in float/ban). Not exportable yet.")
 @click.option("--perception", type=click.IntRange(min=1), default=CAConfig.perception, show_default=True,
               help="Perception features (outputs of the 3x3 conv).")
 @click.option("--hidden", type=click.IntRange(min=1), default=CAConfig.hidden, show_default=True,
@@ -131,7 +134,7 @@ def dataset_options(f):
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @dataset_options
 def train(quant, iterations, seed, out_dir, resume, device, batch_size, pool_size, n_fresh, n_mutate, steps, lr, lr_boundaries, checkpoint_every, subset,
-          binary_input, binary_act, fresh_warmup, learned_scale, real_weights, depthwise, separable, ternary, perception, hidden, binarize_ramp, sharpen_ramp, sharpen_beta, act_noise, act_noise_end, act_noise_ramp, act_norm, init_from, state_frac_bits, distill_from, distill_weight, no_progress, dataset, data_dir):
+          binary_input, binary_act, fresh_warmup, learned_scale, real_weights, depthwise, separable, ternary, int4, perception, hidden, binarize_ramp, sharpen_ramp, sharpen_beta, act_noise, act_noise_end, act_noise_ramp, act_norm, init_from, state_frac_bits, distill_from, distill_weight, no_progress, dataset, data_dir):
     """Train the CA with the article's recipe (pool, mutation, residual noise, L2 loss)."""
     if learned_scale and quant not in ("bwn", "bnn"):
         raise NCAEdgeError(f"--learned-scale needs --quant bwn or bnn (got {quant})")
@@ -166,7 +169,8 @@ def train(quant, iterations, seed, out_dir, resume, device, batch_size, pool_siz
                          n_mutate=n_mutate if n_mutate is not None else min(TrainConfig.n_mutate, batch_size // 4))
         config = Config(ca=CAConfig(quant=quant, binary_input=binary_input, binary_act=binary_act,
                                     learned_scale=learned_scale, state_frac_bits=state_frac_bits, real_weights=real,
-                                    depthwise=depthwise, separable=separable, ternary=tuple(n for n in ternary.split(",") if n), perception=perception, hidden=hidden), train=tc)
+                                    depthwise=depthwise, separable=separable, ternary=tuple(n for n in ternary.split(",") if n),
+                                    int4=tuple(n for n in int4.split(",") if n), perception=perception, hidden=hidden), train=tc)
     except ValueError as e:
         raise NCAEdgeError(str(e)) from None
     trainer = run_training(config, digits, out_dir, device=device, resume=resume, progress=not no_progress)

@@ -70,6 +70,10 @@ class CAConfig:
     # (TWN: zero where |W| < 0.7 mean |W[o]|), 2 bits per weight, instead of binary; a ternary kernel
     # can leave inputs out, which a binary one cannot. Training and evaluation only for now.
     ternary: tuple[str, ...] = ()
+    # Layers whose real kernels (not low-bit) are int4 instead of int8 (float32 in float/ban):
+    # per-output-channel symmetric, W ~ s_o * q, q in -7..7, s_o = max |W[o]| / 7, fake-quantized
+    # in training (nca_edge.quant.int4_weights). Training and evaluation only for now.
+    int4: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.quant not in QUANT_VARIANTS:
@@ -96,6 +100,10 @@ class CAConfig:
             raise ValueError("separable must be >= 0 and cannot be combined with depthwise")
         if any(n not in LAYERS or n in self.real_weights for n in self.ternary) or (self.ternary and not self.binary_weights):
             raise ValueError(f"ternary must name low-bit layers of a bwn/bnn variant (not in real_weights), not {self.ternary!r}")
+        if any(n not in LAYERS or self.binary_kernel(n) for n in self.int4) or len(set(self.int4)) != len(self.int4):
+            raise ValueError(f"int4 must name distinct layers with real kernels (in real_weights for bwn/bnn), not {self.int4!r}")
+        if self.int4 and self.depthwise:
+            raise ValueError("int4 kernels are not supported with a depthwise perception")
         if self.ternary and self.learned_scale:
             raise ValueError("ternary kernels use their own scale; drop learned_scale")
         if not 0.0 < self.fire_rate <= 1.0:

@@ -22,6 +22,7 @@ Quantized variants (``CAConfig.quant``; quantizers in ``nca_edge.quant``, Larq s
 * bnn: both.
 * ``real_weights`` (bwn, bnn): the named layers keep real kernels (the first/last-layer
   exception of binary networks; int8 on a device).
+* ``int4`` (any variant): the named real kernels are int4 (per output channel, fake-quantized).
 * ``learned_scale`` (bwn, bnn): alpha_o is a trained parameter (``<layer>.scale``, initialised
   to mean |W[o]|, kept > 0) rather than Larq's stop-gradient mean |W[o]|.
 
@@ -40,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import LAYERS, CAConfig
-from .quant import channel_scale, clip_latent_, magnitude_aware_sign, noisy_sign, ste_heaviside, ste_sign, ternary_weights
+from .quant import channel_scale, clip_latent_, int4_weights, magnitude_aware_sign, noisy_sign, ste_heaviside, ste_sign, ternary_weights
 
 def param_shapes(cfg: CAConfig) -> dict[str, tuple[int, ...]]:
     """Tensor names in checkpoints (safetensors keys) and their shapes for a config."""
@@ -148,7 +149,7 @@ class CAModel(nn.Module):
         if name == "perceive" and self.cfg.depthwise:
             return self.dense_perceive_weight()  # real (CAConfig enforces it)
         if not self.cfg.binary_kernel(name):
-            return conv.weight
+            return int4_weights(conv.weight) if name in self.cfg.int4 else conv.weight
         if name in self.cfg.ternary:
             q = ternary_weights(conv.weight)
         elif self.cfg.learned_scale:

@@ -3,7 +3,8 @@
 Rules (per layer l = 1: 3x3 perception, 2: first 1x1, 3: second 1x1 producing ds):
 
 * kernels: 32-bit floats, or 1 bit per weight for binary kernels (bwn, bnn), or 8 bits for the
-  layers a binary variant keeps real (``real_weights``: int8 with a per-channel scale on a device);
+  layers a binary variant keeps real (``real_weights``: int8 with a per-channel scale on a device),
+  or 4 bits (with a per-channel scale) for the layers listed in ``int4``;
 * a binary kernel has one scale alpha_o per output channel (32 bits);
 * a layer whose output is binarized (ban, bnn: layers 1 and 2) needs only the sign of
   ``alpha_o * acc + b_o``; with alpha_o > 0 that is ``sign(acc + b_o / alpha_o)``, so scale and
@@ -62,6 +63,8 @@ def tensor_table(cfg: CAConfig) -> list[TensorSpec]:
         out = shape[0]
         if name in cfg.ternary:
             kbits, note = 2, "ternary {-1, 0, +1}, 2 bits"
+        elif name in cfg.int4:
+            kbits, note = 4, "int4, per-channel scale"
         elif cfg.binary_kernel(name):
             kbits, note = 1, "sign(W), bit-packed"
         elif cfg.binary_weights:  # a real layer of a binary variant: int8 per output channel
@@ -78,8 +81,8 @@ def tensor_table(cfg: CAConfig) -> list[TensorSpec]:
                                        "alpha_o (ternary: mean |W[o]| above delta)" if kbits == 2
                                        else "alpha_o, trained (--learned-scale)" if cfg.learned_scale
                                        else "alpha_o = mean|W[o]|"))
-            elif kbits == 8:
-                rows.append(TensorSpec(f"{name}.scale", (out,), 32, "constants", "int8 kernel scale"))
+            elif kbits in (4, 8):
+                rows.append(TensorSpec(f"{name}.scale", (out,), 32, "constants", f"int{kbits} kernel scale"))
             rows.append(TensorSpec(f"{name}.bias", (out,), 32, "constants", "float32"))
         if name != "update2":
             act_bits = 1 if cfg.binary_activations else 32
@@ -100,7 +103,8 @@ def float32_bytes(cfg: CAConfig) -> int:
 def kernel_bits(cfg: CAConfig) -> str:
     """Bits per weight of each kernel (perceive, update1, update2), e.g. "8,1,8" for a binary
     variant whose first and last kernels are kept real (int8 on a device)."""
-    bits = [2 if n in cfg.ternary else 1 if cfg.binary_kernel(n) else (8 if cfg.binary_weights else 32) for n in ("perceive", "update1", "update2")]
+    bits = [2 if n in cfg.ternary else 1 if cfg.binary_kernel(n) else 4 if n in cfg.int4 else (8 if cfg.binary_weights else 32)
+            for n in ("perceive", "update1", "update2")]
     return ",".join(map(str, bits))
 
 

@@ -337,3 +337,34 @@ def test_ternary_layers_are_counted_at_two_bits_and_validated():
                 dict(quant="bnn", ternary=("conv9",)), dict(quant="bnn", ternary=("update1",), learned_scale=True)):
         with pytest.raises(ValueError):
             CAConfig(**bad)
+
+
+def test_int4_weights_round_to_seven_levels_of_each_rows_max_over_seven_with_a_straight_through_gradient():
+    from nca_edge.quant import int4_weights
+
+    w = torch.tensor([[0.7, -0.35, 0.04, 0.06], [-1.4, 0.5, 0.0, 0.1]], requires_grad=True)
+    q = int4_weights(w)
+    # row 0: s = 0.1 -> 7, -3.5 (round half to even: -4), 0.4 (0), 0.6 (1); row 1: s = 0.2
+    torch.testing.assert_close(q.detach(), torch.tensor([[0.7, -0.4, 0.0, 0.1], [-1.4, 0.4, 0.0, 0.0]]))
+    q.sum().backward()
+    torch.testing.assert_close(w.grad, torch.ones_like(w))
+
+
+def test_int4_layers_are_counted_at_four_bits_used_in_the_step_and_validated():
+    from nca_edge.size import kernel_bits, tensor_table
+
+    cfg = CAConfig(quant="bnn", separable=4, perception=40, hidden=64, real_weights=("perceive", "update2"),
+                   int4=("perceive", "update2"))
+    table = {t.name: t for t in tensor_table(cfg)}
+    assert table["perceive.weight"].bits == 4 and table["perceive.weight"].nbytes == 40 * 80 // 2
+    assert table["update2.weight"].nbytes == 19 * 64 // 2 and table["update2.scale"].note == "int4 kernel scale"
+    assert kernel_bits(cfg) == "4,1,4"
+    model = CAModel(CAConfig(quant="ban", perception=12, hidden=6, int4=("update1",)))
+    w = model.kernels()[1]
+    levels = (w / (model.update1.weight.abs().amax(dim=(1, 2, 3), keepdim=True) / 7)).detach()
+    torch.testing.assert_close(levels, levels.round())
+    assert not torch.equal(w, model.update1.weight)
+    for bad in (dict(quant="bnn", int4=("update1",)), dict(quant="ban", int4=("conv9",)),
+                dict(quant="ban", int4=("update1", "update1")), dict(quant="ban", depthwise=True, int4=("perceive",))):
+        with pytest.raises(ValueError):
+            CAConfig(**bad)

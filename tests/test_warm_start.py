@@ -1,11 +1,12 @@
-"""Warm starts derived from a trained model: widening the hidden layer by splitting units."""
+"""Warm starts derived from a trained model: widening the hidden layer by splitting units, and
+narrowing the perception and hidden layers by dropping units."""
 
 import pytest
 import torch
 
 from nca_edge.config import CAConfig
 from nca_edge.model import CAModel
-from nca_edge.warm_start import widen_hidden
+from nca_edge.warm_start import activation_stats, narrow, widen_hidden
 
 
 def _trained_like(cfg: CAConfig) -> CAModel:
@@ -71,4 +72,66 @@ def test_widen_script_records_how_it_widened_and_rejects_a_bad_factor(tmp_path):
     assert config.ca.hidden == 12
     assert torch.equal(wide.update1.weight, widen_hidden(_trained_like(cfg), 2, 0.2, seed=3).update1.weight)
     bad = run("--factor", "1", "--out", str(tmp_path / "bad"))
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr and not (tmp_path / "bad.json").exists()
+
+
+@pytest.mark.parametrize("cfg", [
+    CAConfig(quant="ban", perception=12, hidden=8),
+    CAConfig(quant="ban", perception=12, hidden=8, separable=2),
+    CAConfig(quant="bnn", perception=12, hidden=8, real_weights=("perceive", "update2"), learned_scale=True),
+], ids=["ban", "ban-separable", "bnn-learned-scale"])
+def test_narrowing_drops_the_constant_units_and_folds_them_into_the_biases(cfg):
+    """Units whose binary activation never changes carry no information: narrowing drops exactly
+    them (zero variance, the lowest score) and folds their constant into the next layer's bias, so
+    the narrowed model computes the same update on any state."""
+    src = _trained_like(cfg)
+    with torch.no_grad():
+        src.update1.bias.uniform_(0.01, 0.05)  # no exact ties at 0 (binary sums are integers)
+        src.perceive.bias[[1, 5, 9]] = -1e4  # perception features 1, 5, 9: always -1
+        src.update1.bias[[0, 6]] = 1e4  # hidden units 0, 6: always +1
+    pixels = torch.rand(3, 8, 8)
+    small = narrow(src, perception=9, hidden=6, stats=activation_stats(src, pixels, steps=4))
+    assert (small.cfg.perception, small.cfg.hidden) == (9, 6)
+    kept_p = [0, 2, 3, 4, 6, 7, 8, 10, 11]
+    torch.testing.assert_close(small.perceive.weight, src.perceive.weight[kept_p])
+    torch.testing.assert_close(small.update1.weight, src.update1.weight[[1, 2, 3, 4, 5, 7]][:, kept_p])
+    state = torch.randn(2, cfg.channels, 7, 7)
+    with torch.no_grad():
+        torch.testing.assert_close(small(state), src(state), rtol=1e-5, atol=1e-4)
+
+
+def test_narrowing_keeps_the_units_whose_loss_costs_most():
+    cfg = CAConfig(quant="ban", perception=12, hidden=8)
+    src = _trained_like(cfg)
+    with torch.no_grad():
+        src.update2.weight[:, 3] *= 100.0  # hidden unit 3 matters most downstream
+        src.update2.weight[:, 4] = 0.0  # hidden unit 4 does not matter at all
+    small = narrow(src, perception=12, hidden=1, stats=activation_stats(src, torch.rand(3, 8, 8), steps=4))
+    torch.testing.assert_close(small.update1.weight, src.update1.weight[[3]])
+    small = narrow(src, perception=12, hidden=7, stats=activation_stats(src, torch.rand(3, 8, 8), steps=4))
+    torch.testing.assert_close(small.update1.weight, src.update1.weight[[0, 1, 2, 3, 5, 6, 7]])
+
+
+def test_narrow_script_records_the_narrowing_and_rejects_a_wider_target(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from nca_edge.checkpoint import load_checkpoint, save_checkpoint
+    from nca_edge.config import Config
+
+    cfg = CAConfig(quant="ban", perception=12, hidden=8)
+    save_checkpoint(tmp_path / "src", _trained_like(cfg), Config(ca=cfg))
+    script = Path(__file__).resolve().parents[1] / "scripts" / "narrow_units.py"
+    run = lambda *a: subprocess.run([sys.executable, str(script), str(tmp_path / "src"), *a],
+                                    capture_output=True, text=True)
+    res = run("--perception", "10", "--hidden", "4", "--digits", "2", "--steps", "3", "--out", str(tmp_path / "small"))
+    assert res.returncode == 0, res.stderr
+    meta = json.loads((tmp_path / "small.json").read_text())
+    assert meta["narrowing"] == {"perception": 10, "hidden": 4, "digits": 2, "steps": 3}
+    assert "--perception 10 --hidden 4" in meta["recipe"]
+    small, config, _ = load_checkpoint(tmp_path / "small")
+    assert (config.ca.perception, config.ca.hidden) == (10, 4) and small.update1.weight.shape[:2] == (4, 10)
+    bad = run("--perception", "13", "--hidden", "4", "--out", str(tmp_path / "bad"))
     assert bad.returncode != 0 and "Traceback" not in bad.stderr and not (tmp_path / "bad.json").exists()
