@@ -102,8 +102,6 @@ class CAConfig:
             raise ValueError(f"ternary must name low-bit layers of a bwn/bnn variant (not in real_weights), not {self.ternary!r}")
         if any(n not in LAYERS or self.binary_kernel(n) for n in self.int4) or len(set(self.int4)) != len(self.int4):
             raise ValueError(f"int4 must name distinct layers with real kernels (in real_weights for bwn/bnn), not {self.int4!r}")
-        if self.int4 and self.depthwise:
-            raise ValueError("int4 kernels are not supported with a depthwise perception")
         if self.ternary and self.learned_scale:
             raise ValueError("ternary kernels use their own scale; drop learned_scale")
         if not 0.0 < self.fire_rate <= 1.0:

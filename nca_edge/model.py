@@ -146,8 +146,9 @@ class CAModel(nn.Module):
         return w.expand(p, c, 3, 3) * mask[:, :, None, None].to(w.dtype)
 
     def _kernel(self, name: str, conv: nn.Conv2d) -> torch.Tensor:
-        if name == "perceive" and self.cfg.depthwise:
-            return self.dense_perceive_weight()  # real (CAConfig enforces it)
+        if name == "perceive" and self.cfg.depthwise:  # real (CAConfig enforces it)
+            w = self.dense_perceive_weight()
+            return int4_weights(w) if name in self.cfg.int4 else w
         if not self.cfg.binary_kernel(name):
             return int4_weights(conv.weight) if name in self.cfg.int4 else conv.weight
         if name in self.cfg.ternary:

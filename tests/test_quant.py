@@ -364,7 +364,12 @@ def test_int4_layers_are_counted_at_four_bits_used_in_the_step_and_validated():
     levels = (w / (model.update1.weight.abs().amax(dim=(1, 2, 3), keepdim=True) / 7)).detach()
     torch.testing.assert_close(levels, levels.round())
     assert not torch.equal(w, model.update1.weight)
+    dw = CAModel(CAConfig(quant="ban", depthwise=True, perception=40, int4=("perceive",)))
+    w = dw.kernels()[0]
+    levels = w / (dw.perceive.weight.abs().amax(dim=(1, 2, 3), keepdim=True) / 7)
+    torch.testing.assert_close(levels, levels.round())
+    assert not torch.equal(w, dw.dense_perceive_weight())
     for bad in (dict(quant="bnn", int4=("update1",)), dict(quant="ban", int4=("conv9",)),
-                dict(quant="ban", int4=("update1", "update1")), dict(quant="ban", depthwise=True, int4=("perceive",))):
+                dict(quant="ban", int4=("update1", "update1"))):
         with pytest.raises(ValueError):
             CAConfig(**bad)
