@@ -20,6 +20,8 @@ average stays; what is lost is W[:, j] (a_j - E[a_j]), of energy ||W[:, j]||^2 V
 binary kernel, ||alpha * sign(W[:, j])||^2). The units kept are those of largest loss, hidden units
 first (scored through update2), then perception features (scored through the kept hidden units).
 The activation statistics come from the model's own rollouts (``activation_stats``).
+A binary kernel without ``learned_scale`` derives alpha_o = mean |W[o]| from its remaining latent
+weights, so narrowing its inputs changes its scale a little; the folding is exact otherwise.
 """
 
 from __future__ import annotations
