@@ -193,17 +193,31 @@ class CAModel(nn.Module):
                     conv.scale.clamp_(min=1e-6)
 
     # ------------------------------------------------------------------ the two layouts
+    def _activations(self, pre: torch.Tensor, w2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Channels-last pre-activations of the 3x3 conv [..., P] -> the two hidden activations
+        (inputs of update1 [..., P] and of update2 [..., H])."""
+        a1 = self.act(pre)
+        return a1, self.act(F.linear(a1, w2.flatten(1), self.update1.bias))
+
     def _update(self, pre: torch.Tensor, w2: torch.Tensor, w3: torch.Tensor) -> torch.Tensor:
         """Channels-last pre-activations of the 3x3 conv [..., P] -> ds [..., C-1]."""
-        x = F.linear(self.act(pre), w2.flatten(1), self.update1.bias)
-        return F.linear(self.act(x), w3.flatten(1), self.update2.bias)
+        return F.linear(self._activations(pre, w2)[1], w3.flatten(1), self.update2.bias)
+
+    def _perceive(self, state: torch.Tensor, w1: torch.Tensor) -> torch.Tensor:
+        """Dense layout: state [B, C, H, W] -> channels-last pre-activations [B, H, W, P]."""
+        x = self.quantize_input(F.pad(state, (1, 1, 1, 1)), channel_dim=1)
+        return F.conv2d(x, w1, self.perceive.bias).permute(0, 2, 3, 1)
 
     def forward(self, state: torch.Tensor) -> torch.Tensor:
         """Dense layout: state [B, C, H, W] -> residual update ds [B, C-1, H, W]."""
         w1, w2, w3 = self.kernels()
-        x = self.quantize_input(F.pad(state, (1, 1, 1, 1)), channel_dim=1)
-        pre = F.conv2d(x, w1, self.perceive.bias).permute(0, 2, 3, 1)
-        return self._update(pre, w2, w3).permute(0, 3, 1, 2)
+        return self._update(self._perceive(state, w1), w2, w3).permute(0, 3, 1, 2)
+
+    def activations(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Dense layout: the two hidden activations of every cell, [B, H, W, P] and [B, H, W, H]
+        (what ``forward`` feeds update1 and update2; for diagnostics and warm starts)."""
+        w1, w2, _ = self.kernels()
+        return self._activations(self._perceive(state, w1), w2)
 
     def forward_cells(self, patches: torch.Tensor) -> torch.Tensor:
         """Cell layout: patches [N, 9*C] in (dy, dx, c) order -> ds [N, C-1]."""

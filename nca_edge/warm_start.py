@@ -30,7 +30,7 @@ import dataclasses
 
 import torch
 
-from .ca import ca_step, seed_state
+from .ca import alive_mask, ca_step, seed_state
 from .model import CAModel
 
 
@@ -59,12 +59,9 @@ def activation_stats(model: CAModel, pixels: torch.Tensor, steps: int, seed: int
     gen = torch.Generator().manual_seed(seed)
     state = seed_state(pixels, model.cfg)
     acts: list[list[torch.Tensor]] = [[], []]
-    w1, w2, _ = model.kernels()
     for _ in range(steps):
-        alive = state[:, 0] > model.cfg.alive_threshold
-        x = model.quantize_input(torch.nn.functional.pad(state, (1, 1, 1, 1)), channel_dim=1)
-        a1 = model.act(torch.nn.functional.conv2d(x, w1, model.perceive.bias).permute(0, 2, 3, 1)[alive])
-        a2 = model.act(torch.nn.functional.linear(a1, w2.flatten(1), model.update1.bias))
+        alive = alive_mask(state, model.cfg)[:, 0]
+        a1, a2 = (a[alive] for a in model.activations(state))
         acts[0].append(a1)
         acts[1].append(a2)
         fire = torch.rand(state[:, 0].shape, generator=gen) <= model.cfg.fire_rate

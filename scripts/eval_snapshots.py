@@ -40,6 +40,8 @@ def main() -> None:
     ap.add_argument("--split", choices=("train", "test"), default="test")
     ap.add_argument("--digits", type=int, default=500)
     args = ap.parse_args()
+    if args.digits < 1:
+        raise SystemExit("error: needs --digits >= 1")
     torch.set_num_threads(1)
     d = load_digits()
     x, y = (d.train_x, d.train_y) if args.split == "train" else (d.test_x, d.test_y)

@@ -2,7 +2,7 @@
 
 Copies a checkpoint's weights into the same architecture with some real kernels int4
 (``--int4``: per output channel, max |W[o]| / 7) and evaluates each choice on the first DIGITS
-test digits, STEPS steps, no mutation (accuracy / agreement at the last step). A diagnostic for
+test digits, 200 steps, no mutation (accuracy / agreement at the last step). A diagnostic for
 docs/experiments, not a test: it tells which layers can spend 4 bits a weight instead of 8.
 
     python scripts/int4_probe.py runs/bnn-p40-i8/snapshots/model-006000 --digits 200
@@ -24,6 +24,8 @@ def main() -> None:
     ap.add_argument("model", help="a trained checkpoint (path or shipped name)")
     ap.add_argument("--digits", type=int, default=200)
     args = ap.parse_args()
+    if args.digits < 1:
+        raise SystemExit("error: needs --digits >= 1")
     src, _, _ = load(args.model)
     real = [n for n in LAYERS if not src.cfg.binary_kernel(n) and n not in src.cfg.int4]
     if not real:

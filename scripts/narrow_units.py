@@ -34,6 +34,8 @@ def main() -> None:
     src, config, _ = load(args.model)
     if not (1 <= args.perception <= src.cfg.perception and 1 <= args.hidden <= src.cfg.hidden):
         raise SystemExit(f"error: needs 1 <= --perception <= {src.cfg.perception} and 1 <= --hidden <= {src.cfg.hidden}")
+    if args.digits < 1 or args.steps < 1:
+        raise SystemExit("error: needs --digits >= 1 and --steps >= 1")
     if src.cfg.depthwise:
         raise SystemExit("error: a depthwise perception cannot be narrowed")
     torch.set_num_threads(1)
