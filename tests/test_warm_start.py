@@ -10,10 +10,13 @@ from nca_edge.warm_start import activation_stats, narrow, widen_hidden
 
 
 def _trained_like(cfg: CAConfig) -> CAModel:
-    """A model with every tensor non-zero (update2 is zero-initialised in a fresh model)."""
+    """A model with every tensor non-zero (update2 is zero-initialised in a fresh model, and a
+    binary layer's bias too: with a zero bias an XNOR sum of equal terms can be exactly 0, whose
+    sign then depends on the summation order of the machine's matrix kernel)."""
     torch.manual_seed(0)
     model = CAModel(cfg)
     with torch.no_grad():
+        model.update1.bias.uniform_(-0.1, 0.1)
         model.update2.weight.uniform_(-0.5, 0.5)
         model.update2.bias.uniform_(-0.1, 0.1)
     return model
