@@ -197,7 +197,11 @@ class CAModel(nn.Module):
         """Channels-last pre-activations of the 3x3 conv [..., P] -> the two hidden activations
         (inputs of update1 [..., P] and of update2 [..., H])."""
         a1 = self.act(pre)
-        return a1, self.act(F.linear(a1, w2.flatten(1), self.update1.bias))
+        return a1, self.act(self._hidden_pre(a1, w2))
+
+    def _hidden_pre(self, a1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
+        """update1's pre-activations [..., H] from its input activations [..., P]."""
+        return F.linear(a1, w2.flatten(1), self.update1.bias)
 
     def _update(self, pre: torch.Tensor, w2: torch.Tensor, w3: torch.Tensor) -> torch.Tensor:
         """Channels-last pre-activations of the 3x3 conv [..., P] -> ds [..., C-1]."""
@@ -218,6 +222,13 @@ class CAModel(nn.Module):
         (what ``forward`` feeds update1 and update2; for diagnostics and warm starts)."""
         w1, w2, _ = self.kernels()
         return self._activations(self._perceive(state, w1), w2)
+
+    def preactivations(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Dense layout: what the two hidden activations are taken of, [B, H, W, P] and
+        [B, H, W, H] (``activations`` is ``act`` of these; for diagnostics)."""
+        w1, w2, _ = self.kernels()
+        pre = self._perceive(state, w1)
+        return pre, self._hidden_pre(self.act(pre), w2)
 
     def forward_cells(self, patches: torch.Tensor) -> torch.Tensor:
         """Cell layout: patches [N, 9*C] in (dy, dx, c) order -> ds [N, C-1]."""

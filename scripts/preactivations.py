@@ -15,7 +15,6 @@ import argparse
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from firmware_sim.prng import fire_mask
 from nca_edge.ca import ca_step, seed_state
@@ -44,10 +43,8 @@ def main() -> None:
             for step in range(args.steps):
                 fire = torch.from_numpy(fire_mask(0, np.arange(len(pixels)), step, 28, 28))
                 state = ca_step(model, state, fire)
-            w1, w2, _ = model.kernels()
-            x = model.quantize_input(F.pad(state, (1, 1, 1, 1)), channel_dim=1)
-            pre = F.conv2d(x, w1, model.perceive.bias).permute(0, 2, 3, 1)[state[:, 0] > model.cfg.alive_threshold]
-            hid = F.linear(model.act(pre), w2.flatten(1), model.update1.bias)
+            alive = state[:, 0] > model.cfg.alive_threshold
+            pre, hid = (v[alive] for v in model.preactivations(state))
         for layer, v in (("perceive", pre), ("update1", hid)):
             a = v.abs()
             share = (a < 2 * sigma).float().mean().item() if sigma > 0 else float("nan")

@@ -73,3 +73,20 @@ def test_config_rejects_unknown_variant():
 
     with pytest.raises(ValueError):
         CAConfig(quant="int3")
+
+
+def test_preactivations_are_what_the_hidden_activations_are_taken_of(digit_pixels):
+    for quant, act in (("float", torch.relu), ("bnn", lambda x: torch.where(x >= 0, 1.0, -1.0))):
+        cfg = CAConfig(quant=quant, separable=4 if quant == "bnn" else 0, real_weights=("perceive",) if quant == "bnn" else ())
+        torch.manual_seed(0)
+        model = CAModel(cfg)
+        for p in model.parameters():  # the untrained model's update is zero: give it real weights
+            p.data.normal_(0, 0.3)
+        state = seed_state(digit_pixels, cfg)
+        state[:, 1:] = torch.randn_like(state[:, 1:]) * (state[:, :1] > 0)
+        with torch.no_grad():
+            pre, hid = model.preactivations(state)
+            a1, a2 = model.activations(state)
+        assert pre.shape[-1] == cfg.perception and hid.shape[-1] == cfg.hidden
+        assert torch.equal(act(pre), a1) and torch.equal(act(hid), a2)
+        assert (pre != 0).float().mean() > 0.5 and (hid != 0).float().mean() > 0.5
