@@ -13,24 +13,31 @@
 #
 # Environment (defaults: bnn-p40, 3,820 packed bytes, as run on this CPU):
 #   M=4 P=40 H=64 INT4=perceive,update2 NAME=bnn-mMpPhH
-#   BATCH=64 DEVICE=cpu THREADS=1 PYTHON=python3      (e.g. BATCH=256 DEVICE=cuda on a GPU)
+#   BATCH=64 DEVICE=cpu THREADS=1                     (e.g. BATCH=256 DEVICE=cuda on a GPU)
+#   PYTHON=.venv/bin/python (setup.sh's venv; python3 where there is none, as on a GPU machine)
+# RUNS_DIR (default runs) is relative to the repository root, where the script runs.
 # Each stage is skipped when its output exists; a training stage whose run directory holds a
 # checkpoint is resumed to its iteration count, so the chain can be stopped and run again.
 # Every stage prints its evaluation on the first 200 test digits (step 200, no mutation).
 set -euo pipefail
+cd "$(dirname "$0")/.."
 if [[ $# -lt 2 ]]; then
     echo "usage: bash scripts/budget_bnn_chain.sh STAGE1_ITERS STAGE2_ITERS [RUNS_DIR]" >&2
     exit 2
 fi
 stage1=$1
 stage2=$2
+if ! [[ $stage1 =~ ^[1-9][0-9]*$ && $stage2 =~ ^[1-9][0-9]*$ ]]; then
+    echo "error: STAGE1_ITERS and STAGE2_ITERS must be positive integers, not '$stage1' '$stage2'" >&2
+    exit 2
+fi
 runs=${3:-runs}
 m=${M:-4}
 p=${P:-40}
 h=${H:-64}
 int4=${INT4-perceive,update2}
 name=${NAME:-bnn-m${m}p${p}h${h}}
-python=${PYTHON:-python3}
+python=${PYTHON:-$([[ -x .venv/bin/python ]] && echo .venv/bin/python || echo python3)}
 device=${DEVICE:-cpu}
 threads=${THREADS:-1}
 nca=("$python" -c 'import sys; from nca_edge.cli import main; sys.argv[0] = "nca-edge"; main()')
