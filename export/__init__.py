@@ -197,9 +197,8 @@ def _load(model_ref: str):
 
     path = resolve_model(model_ref)
     model, config, _ = load_checkpoint(path)
-    if config.ca.separable or config.ca.ternary or config.ca.int4:
-        raise NCAEdgeError(f"{model_ref}: a separable perception (--separable), ternary kernels (--ternary) "
-                           "or int4 kernels (--int4) cannot be exported yet")
+    if config.ca.int4:
+        raise NCAEdgeError(f"{model_ref}: int4 kernels (int4) cannot be exported yet")
     return model, config, checkpoint_paths(path)[0]
 
 

@@ -123,6 +123,15 @@ def shipped_models_dir() -> Path:
     return Path(__file__).resolve().parent / "models"
 
 
+VARIANT_ORDER = ["float", "bwn", "ban", "bnn"]
+
+
+def default_models() -> list[str]:
+    """The shipped models' names, the four variants first."""
+    have = {p.stem for p in shipped_models_dir().glob("*.safetensors")}
+    return [v for v in VARIANT_ORDER if v in have] + sorted(have - set(VARIANT_ORDER))
+
+
 def resolve_model(name_or_path: str) -> Path:
     """`float` (etc.) -> the shipped checkpoint; anything else -> a checkpoint path."""
     shipped = shipped_models_dir() / f"{name_or_path}.safetensors"

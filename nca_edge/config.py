@@ -60,16 +60,6 @@ class CAConfig:
     # channels filters per channel (as the growing-NCA perception, seed 001), 9 P weights
     # instead of 9 C P. Binary variants keep it real (it must be in real_weights).
     depthwise: bool = False
-    # Separable perception (0 = off): a depthwise 3x3 conv with ``separable`` filters per state
-    # channel (real; int8 on a device) followed by the 1x1 conv C * separable -> P named perceive
-    # (binary in bwn/bnn unless listed in real_weights). Together one dense 3x3 kernel of
-    # per-channel spatial rank <= separable: W[o, c] = sum_j pw[o, c*m + j] * dw[c*m + j].
-    # Training and evaluation only for now: the exporters and the Larq mirror refuse it.
-    separable: int = 0
-    # bwn/bnn: low-bit layers (not in real_weights) whose kernels are ternary, alpha_o * {-1, 0, +1}
-    # (TWN: zero where |W| < 0.7 mean |W[o]|), 2 bits per weight, instead of binary; a ternary kernel
-    # can leave inputs out, which a binary one cannot. Training and evaluation only for now.
-    ternary: tuple[str, ...] = ()
     # Layers whose real kernels (not low-bit) are int4 instead of int8 (float32 in float/ban):
     # per-output-channel symmetric, W ~ s_o * q, q in -7..7, s_o = max |W[o]| / 7, fake-quantized
     # in training (nca_edge.quant.int4_weights). Training and evaluation only for now.
@@ -96,14 +86,8 @@ class CAConfig:
             raise ValueError("depthwise perception needs perception to be a multiple of channels")
         if self.depthwise and self.binary_weights and "perceive" not in self.real_weights:
             raise ValueError("a depthwise perception stays real: add perceive to real_weights")
-        if self.separable < 0 or (self.separable and self.depthwise):
-            raise ValueError("separable must be >= 0 and cannot be combined with depthwise")
-        if any(n not in LAYERS or n in self.real_weights for n in self.ternary) or (self.ternary and not self.binary_weights):
-            raise ValueError(f"ternary must name low-bit layers of a bwn/bnn variant (not in real_weights), not {self.ternary!r}")
         if any(n not in LAYERS or self.binary_kernel(n) for n in self.int4) or len(set(self.int4)) != len(self.int4):
             raise ValueError(f"int4 must name distinct layers with real kernels (in real_weights for bwn/bnn), not {self.int4!r}")
-        if self.ternary and self.learned_scale:
-            raise ValueError("ternary kernels use their own scale; drop learned_scale")
         if not 0.0 < self.fire_rate <= 1.0:
             raise ValueError("fire_rate must be in (0, 1]")
 
@@ -112,8 +96,7 @@ class CAConfig:
         return self.quant in ("bwn", "bnn")
 
     def binary_kernel(self, layer: str) -> bool:
-        """Whether ``layer``'s kernel is low-bit in this variant: binary (+-alpha_o), or ternary when
-        it is listed in ``ternary``."""
+        """Whether ``layer``'s kernel is binary (+-alpha_o) in this variant."""
         return self.binary_weights and layer not in self.real_weights
 
     @property
@@ -127,8 +110,7 @@ class CAConfig:
 
     def param_count(self) -> int:
         c, p, h = self.channels, self.perception, self.hidden
-        m = self.separable
-        n = (9 * c * m + c * m * p + p if m else 9 * (1 if self.depthwise else c) * p + p) + (p * h + h) + (h * (c - 1) + (c - 1)) + (c if self.binary_input else 0)
+        n = (9 * (1 if self.depthwise else c) * p + p) + (p * h + h) + (h * (c - 1) + (c - 1)) + (c if self.binary_input else 0)
         if self.learned_scale:
             n += sum(out for name, out in zip(LAYERS, (p, h, c - 1)) if self.binary_kernel(name))
         return n
@@ -144,7 +126,6 @@ class TrainConfig:
     n_fresh: int = 4  # batch slots replaced by fresh digits each iteration
     n_mutate: int = 4  # batch slots whose digit is swapped ("mutation")
     steps: int = 20  # CA steps per iteration; loss at the last step
-    fresh_warmup: int = 0  # curriculum: the first N iterations use fresh digits only (no pool, no mutation)
     lr: float = 1e-3
     lr_boundaries: tuple[int, ...] = (30_000, 70_000)
     lr_decay: float = 0.1  # multiplied in at each boundary
@@ -158,14 +139,6 @@ class TrainConfig:
     # loss += distill_weight * mean over steps and alive cells of ||student' - teacher'||^2.
     distill_from: str = ""
     distill_weight: float = 0.0
-    # Progressive binarization (bwn/bnn): during the first N iterations each binary kernel is
-    # mix * binary(W) + (1 - mix) * W with mix rising linearly from 0 to 1; fully binary after.
-    binarize_ramp: int = 0
-    # Activation sharpening (ban/bnn): during the first N iterations each binary activation is the
-    # smooth tanh(beta * x) (heaviside: (1 + tanh(beta * x)) / 2), beta rising geometrically from
-    # 1 to sharpen_beta; the exact sign (heaviside) with its straight-through gradient after.
-    sharpen_ramp: int = 0
-    sharpen_beta: float = 100.0
     # Stochastic binary activations (ban/bnn): in training each binary activation is
     # sign(x + act_noise * logistic noise) (nca_edge.quant.noisy_sign); 0 = the exact sign + STE.
     act_noise: float = 0.0
@@ -173,11 +146,6 @@ class TrainConfig:
     # first act_noise_ramp iterations, then stays there (0 = no annealing: sigma = act_noise).
     act_noise_end: float = 0.0
     act_noise_ramp: int = 0
-    # Normalised binary activations (ban/bnn, training only): each binary activation sees its
-    # pre-activation divided by that unit's RMS over the cells of the call (detached), so the
-    # straight-through window and the noise are relative to each unit's spread. The sign is
-    # unchanged (RMS > 0), so inference and every export are unaffected.
-    act_norm: bool = False
 
     def __post_init__(self) -> None:
         if self.n_fresh + self.n_mutate > self.batch_size:
@@ -188,12 +156,6 @@ class TrainConfig:
             raise ValueError("act_noise_ramp needs 0 < act_noise_end <= act_noise")
         if self.iterations < 0 or self.steps < 1:
             raise ValueError("iterations must be >= 0 and steps >= 1")
-
-    def act_beta(self, iteration: int) -> float | None:
-        """beta of the smooth activation at an iteration (see sharpen_ramp); None = exact binary."""
-        if iteration >= self.sharpen_ramp:
-            return None
-        return float(self.sharpen_beta ** (iteration / self.sharpen_ramp))
 
     def act_sigma(self, iteration: int) -> float:
         """sigma of the stochastic binary activations at an iteration (0 = exact sign + STE)."""
@@ -220,7 +182,25 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Config":
-        return cls(ca=_build(CAConfig, d.get("ca", {})), train=_build(TrainConfig, d.get("train", {})))
+        """The config in a checkpoint sidecar; retired options are dropped where they are inactive."""
+        return cls(ca=_build(CAConfig, _retire(d.get("ca", {}))), train=_build(TrainConfig, _retire(d.get("train", {}))))
+
+
+# Options whose experiments lost and whose code paths were deleted (results and the commit that
+# had them: docs/experiments/README.md, "Retired options"), with their inactive value. A config
+# that still uses one cannot be run by this version.
+RETIRED = {"separable": 0, "ternary": (), "fresh_warmup": 0, "binarize_ramp": 0, "sharpen_ramp": 0, "act_norm": False,
+           "sharpen_beta": None}  # None: any value (it meant nothing without sharpen_ramp)
+
+
+def _retire(d: dict) -> dict:
+    out = {}
+    for k, v in d.items():
+        if k not in RETIRED:
+            out[k] = v
+        elif RETIRED[k] is not None and (tuple(v) if isinstance(v, list) else v) != RETIRED[k]:
+            raise ValueError(f"{k} = {v!r} is a retired option (docs/experiments/README.md, 'Retired options')")
+    return out
 
 
 def _build(kind, d: dict):

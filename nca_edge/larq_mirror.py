@@ -62,8 +62,8 @@ def _tf():
 
 
 def build_step_model(cfg: CAConfig, height: int = 28, width: int = 28, batch: int | None = None):
-    if cfg.separable or cfg.ternary or cfg.int4:
-        raise NCAEdgeError("the Larq mirror has no separable perception (--separable), ternary kernels (--ternary) or int4 kernels (--int4) yet")
+    if cfg.int4:
+        raise NCAEdgeError("the Larq mirror has no int4 kernels (int4) yet")
     tf, lq = _tf()
     keras = tf.keras
     c, p, h = cfg.channels, cfg.perception, cfg.hidden

@@ -41,21 +41,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import LAYERS, CAConfig
-from .quant import channel_scale, clip_latent_, int4_weights, magnitude_aware_sign, noisy_sign, ste_heaviside, ste_sign, ternary_weights
+from .quant import channel_scale, clip_latent_, int4_weights, magnitude_aware_sign, noisy_sign, ste_heaviside, ste_sign
 
 def param_shapes(cfg: CAConfig) -> dict[str, tuple[int, ...]]:
     """Tensor names in checkpoints (safetensors keys) and their shapes for a config."""
     c, p, h = cfg.channels, cfg.perception, cfg.hidden
     shapes = {
-        "perceive.weight": (p, c * cfg.separable, 1, 1) if cfg.separable else (p, 1 if cfg.depthwise else c, 3, 3),
+        "perceive.weight": (p, 1 if cfg.depthwise else c, 3, 3),
         "perceive.bias": (p,),
         "update1.weight": (h, p, 1, 1),
         "update1.bias": (h,),
         "update2.weight": (c - 1, h, 1, 1),
         "update2.bias": (c - 1,),
     }
-    if cfg.separable:
-        shapes["perceive_dw.weight"] = (c * cfg.separable, 1, 3, 3)
     if cfg.binary_input:
         shapes["input_threshold"] = (c,)
     if cfg.learned_scale:
@@ -67,23 +65,10 @@ class CAModel(nn.Module):
     def __init__(self, cfg: CAConfig = CAConfig()):
         super().__init__()
         self.cfg = cfg
-        # Share of the binary kernel in the kernels the step uses: 1 = binary (always, outside
-        # training); the trainer ramps it from 0 to 1 when TrainConfig.binarize_ramp > 0.
-        self.binarize_mix = 1.0
-        # Smooth stand-in for the binary activations during training (TrainConfig.sharpen_ramp):
-        # tanh(act_beta * x); None (always, outside training) = the exact binary activation.
-        self.act_beta: float | None = None
         # Stochastic binary activations during training (TrainConfig.act_noise): (sigma, generator).
         self.act_noise: tuple[float, torch.Generator | None] | None = None
-        # Normalised binary activations during training (TrainConfig.act_norm): act(x / rms(x)).
-        self.act_norm = False
         c, p, h = cfg.channels, cfg.perception, cfg.hidden
-        if cfg.separable:
-            self.perceive_dw = nn.Conv2d(c, c * cfg.separable, 3, groups=c, bias=False)
-            nn.init.xavier_uniform_(self.perceive_dw.weight)
-            self.perceive = nn.Conv2d(c * cfg.separable, p, 1)
-        else:
-            self.perceive = nn.Conv2d(c, p, 3, padding=0, groups=c if cfg.depthwise else 1)
+        self.perceive = nn.Conv2d(c, p, 3, padding=0, groups=c if cfg.depthwise else 1)
         self.update1 = nn.Conv2d(p, h, 1)
         self.update2 = nn.Conv2d(h, c - 1, 1)
         # Keras defaults, as in the article's notebook: glorot-uniform kernels, zero biases;
@@ -122,23 +107,12 @@ class CAModel(nn.Module):
 
     def kernels(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The kernels the step uses: real, or binary (+-alpha_o per output channel)."""
-        w = tuple(self._kernel(name, conv) for name, conv in zip(LAYERS, self.convs()))
-        return (self._compose_separable(w[0]), *w[1:]) if self.cfg.separable else w
-
-    def _compose_separable(self, pw: torch.Tensor) -> torch.Tensor:
-        """Separable perception: the 1x1 kernel pw [P, C*m, 1, 1] after the depthwise 3x3 kernel
-        dw [C*m, 1, 3, 3], as one dense [P, C, 3, 3] kernel: W[o, c] = sum_j pw[o, c*m+j] dw[c*m+j]."""
-        c, m = self.cfg.channels, self.cfg.separable
-        dw = self.perceive_dw.weight.view(c, m, 9)
-        return torch.einsum("ocm,cmk->ock", pw.view(pw.shape[0], c, m), dw).view(pw.shape[0], c, 3, 3)
+        return tuple(self._kernel(name, conv) for name, conv in zip(LAYERS, self.convs()))
 
     def dense_perceive_weight(self) -> torch.Tensor:
         """The perception kernel as a dense [P, C, 3, 3] tensor (a depthwise one expanded with zeros:
-        output o reads channel o // (P / C) only), so every layout and exporter sees one shape. A
-        separable one is its two real (latent) parts composed; the step's kernel is ``kernels()[0]``."""
+        output o reads channel o // (P / C) only), so every layout and exporter sees one shape."""
         w = self.perceive.weight
-        if self.cfg.separable:
-            return self._compose_separable(w)
         if not self.cfg.depthwise:
             return w
         p, c = self.cfg.perception, self.cfg.channels
@@ -151,29 +125,17 @@ class CAModel(nn.Module):
             return int4_weights(w) if name in self.cfg.int4 else w
         if not self.cfg.binary_kernel(name):
             return int4_weights(conv.weight) if name in self.cfg.int4 else conv.weight
-        if name in self.cfg.ternary:
-            q = ternary_weights(conv.weight)
-        elif self.cfg.learned_scale:
-            q = conv.scale.view(-1, 1, 1, 1) * ste_sign(conv.weight)
-        else:
-            q = magnitude_aware_sign(conv.weight)
-        if self.binarize_mix < 1.0:  # progressive binarization (training only, see TrainConfig.binarize_ramp)
-            return self.binarize_mix * q + (1.0 - self.binarize_mix) * conv.weight
-        return q
+        if self.cfg.learned_scale:
+            return conv.scale.view(-1, 1, 1, 1) * ste_sign(conv.weight)
+        return magnitude_aware_sign(conv.weight)
 
     def act(self, x: torch.Tensor) -> torch.Tensor:
         if not self.cfg.binary_activations:
             return F.relu(x)
-        if self.act_norm:  # training only: sign(x / r) = sign(x) for r > 0
-            r = x.detach().pow(2).mean(dim=tuple(range(x.dim() - 1)), keepdim=True).sqrt().clamp_min(1e-6)
-            x = x / r
         if self.act_noise is not None:  # stochastic binarization (training only)
             sigma, gen = self.act_noise
             q = noisy_sign(x, sigma, gen)
             return (q + 1.0) / 2.0 if self.cfg.binary_act == "heaviside" else q
-        if self.act_beta is not None:  # activation sharpening (training only)
-            t = torch.tanh(self.act_beta * x)
-            return (1.0 + t) / 2.0 if self.cfg.binary_act == "heaviside" else t
         return ste_heaviside(x) if self.cfg.binary_act == "heaviside" else ste_sign(x)
 
     def quantize_input(self, x: torch.Tensor, channel_dim: int) -> torch.Tensor:

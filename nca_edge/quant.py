@@ -31,13 +31,6 @@ Each quantizer is a forward map plus a pseudo-gradient for the backward pass.
     forward:   q(W)[o] = alpha_o * ste_sign(W[o]),   alpha_o = mean |W[o]|   (per output channel)
     backward:  alpha is treated as a constant (stop-gradient); ste_sign's clipped STE for W
 
-``ternary_weights`` (TWN, Li & Liu 2016, for kernels; 2 bits per weight)::
-
-    forward:   q(W)[o] = alpha_o * sign(W[o]) * [|W[o]| > delta_o],
-               delta_o = 0.7 mean |W[o]|,  alpha_o = mean of |W[o]| over the weights above delta_o
-    backward:  dq/dW = 1 if |W| <= clip_value else 0 (straight-through for every weight, zeros
-               included, so a weight left out can come back)
-
 ``fake_quant_fixed`` (the int8 fixed-point state)::
 
     forward:   q(x) = clamp(round(x * 2**f), -2**(b-1), 2**(b-1) - 1) / 2**f   (round half to even)
@@ -138,16 +131,6 @@ def channel_scale(w: torch.Tensor) -> torch.Tensor:
 
 def magnitude_aware_sign(w: torch.Tensor, clip_value: float | None = 1.0) -> torch.Tensor:
     return channel_scale(w) * ste_sign(w, clip_value)
-
-
-def ternary_weights(w: torch.Tensor, clip_value: float | None = 1.0) -> torch.Tensor:
-    a = w.detach().abs()
-    dims = tuple(range(1, w.dim()))
-    keep = (a > 0.7 * a.mean(dim=dims, keepdim=True)).to(w.dtype)
-    alpha = (a * keep).sum(dim=dims, keepdim=True) / keep.sum(dim=dims, keepdim=True).clamp_min(1.0)
-    q = alpha * keep * torch.where(w.detach() >= 0, 1.0, -1.0)
-    through = w if clip_value is None else w * (a <= clip_value).to(w.dtype)
-    return q + (through - through.detach())
 
 
 def int4_weights(w: torch.Tensor) -> torch.Tensor:

@@ -43,8 +43,7 @@ class TensorSpec:
 
 def tensor_table(cfg: CAConfig) -> list[TensorSpec]:
     c, p, h = cfg.channels, cfg.perception, cfg.hidden
-    m = cfg.separable
-    layers = [("perceive", (p, c * m, 1, 1) if m else (p, 1 if cfg.depthwise else c, 3, 3)), ("update1", (h, p, 1, 1)), ("update2", (c - 1, h, 1, 1))]
+    layers = [("perceive", (p, 1 if cfg.depthwise else c, 3, 3)), ("update1", (h, p, 1, 1)), ("update2", (c - 1, h, 1, 1))]
     binary_out = {"perceive": cfg.binary_activations, "update1": cfg.binary_activations, "update2": False}
     rows: list[TensorSpec] = []
     state_bits = 32 if cfg.state_frac_bits is None else 8
@@ -54,16 +53,9 @@ def tensor_table(cfg: CAConfig) -> list[TensorSpec]:
         rows.append(TensorSpec("state (input of perceive)", (c,), 1, "activation", "sign(state - t)"))
     if cfg.binary_input:
         rows.append(TensorSpec("input_threshold", (c,), 8, "constants", "t_c, compared with the int8 state"))
-    if m:  # separable perception: its real depthwise 3x3 part (no constants: it feeds the 1x1 part linearly)
-        rows.append(TensorSpec("perceive_dw.weight", (c * m, 1, 3, 3), 8 if cfg.binary_weights else 32, "weights",
-                               "int8" if cfg.binary_weights else "float32"))
-        if cfg.binary_weights:
-            rows.append(TensorSpec("perceive_dw.scale", (1,), 32, "constants", "one per-tensor int8 scale"))
     for name, shape in layers:
         out = shape[0]
-        if name in cfg.ternary:
-            kbits, note = 2, "ternary {-1, 0, +1}, 2 bits"
-        elif name in cfg.int4:
+        if name in cfg.int4:
             kbits, note = 4, "int4, per-channel scale"
         elif cfg.binary_kernel(name):
             kbits, note = 1, "sign(W), bit-packed"
@@ -74,13 +66,11 @@ def tensor_table(cfg: CAConfig) -> list[TensorSpec]:
         rows.append(TensorSpec(f"{name}.weight", shape, kbits, "weights", note))
         if binary_out[name]:
             rows.append(TensorSpec(f"{name}.threshold", (out,), 32, "constants",
-                                   "b/alpha folded" if kbits <= 2 else "bias as threshold"))
+                                   "b/alpha folded" if kbits == 1 else "bias as threshold"))
         else:
-            if kbits <= 2:
+            if kbits == 1:
                 rows.append(TensorSpec(f"{name}.scale", (out,), 32, "constants",
-                                       "alpha_o (ternary: mean |W[o]| above delta)" if kbits == 2
-                                       else "alpha_o, trained (--learned-scale)" if cfg.learned_scale
-                                       else "alpha_o = mean|W[o]|"))
+                                       "alpha_o, trained (learned_scale)" if cfg.learned_scale else "alpha_o = mean|W[o]|"))
             elif kbits in (4, 8):
                 rows.append(TensorSpec(f"{name}.scale", (out,), 32, "constants", f"int{kbits} kernel scale"))
             rows.append(TensorSpec(f"{name}.bias", (out,), 32, "constants", "float32"))
@@ -103,7 +93,7 @@ def float32_bytes(cfg: CAConfig) -> int:
 def kernel_bits(cfg: CAConfig) -> str:
     """Bits per weight of each kernel (perceive, update1, update2), e.g. "8,1,8" for a binary
     variant whose first and last kernels are kept real (int8 on a device)."""
-    bits = [2 if n in cfg.ternary else 1 if cfg.binary_kernel(n) else 4 if n in cfg.int4 else (8 if cfg.binary_weights else 32)
+    bits = [1 if cfg.binary_kernel(n) else 4 if n in cfg.int4 else (8 if cfg.binary_weights else 32)
             for n in ("perceive", "update1", "update2")]
     return ",".join(map(str, bits))
 

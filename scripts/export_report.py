@@ -40,7 +40,7 @@ from firmware_sim.protocol import run_int8  # noqa: E402
 from export.host import run_protocol  # noqa: E402
 from export.runtimes import TorchRunner, run_in_child  # noqa: E402
 from nca_edge.checkpoint import load_checkpoint, resolve_model  # noqa: E402
-from nca_edge.compare import default_models  # noqa: E402
+from nca_edge.checkpoint import default_models  # noqa: E402
 from nca_edge.data import load_digits  # noqa: E402
 
 

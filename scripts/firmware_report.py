@@ -42,7 +42,7 @@ from export.runtimes import TFLiteRunner  # noqa: E402
 from export.verify_c import build, toolchain_missing, verify_c  # noqa: E402
 from firmware_sim import blob, int8  # noqa: E402
 from firmware_sim.prng import fire_mask, fire_threshold  # noqa: E402
-from nca_edge.compare import default_models  # noqa: E402
+from nca_edge.checkpoint import default_models  # noqa: E402
 from nca_edge.data import load_digits, to_float  # noqa: E402
 
 GRID_FLAGS = "-DNCA_MAX_WIDTH=28 -DNCA_MAX_CHANNELS=20"

@@ -34,7 +34,7 @@ from export.packed_export import int8_step_from_tflite  # noqa: E402
 from firmware_sim import int8  # noqa: E402
 from firmware_sim.prng import fire_mask  # noqa: E402
 from nca_edge.checkpoint import load_checkpoint, resolve_model  # noqa: E402
-from nca_edge.compare import default_models  # noqa: E402
+from nca_edge.checkpoint import default_models  # noqa: E402
 from nca_edge.data import load_digits  # noqa: E402
 
 

@@ -26,7 +26,7 @@ import export  # noqa: E402
 from export.packed_export import int8_step_from_tflite  # noqa: E402
 from firmware_sim import blob  # noqa: E402
 from firmware_sim.protocol import run_int8  # noqa: E402
-from nca_edge.compare import default_models  # noqa: E402
+from nca_edge.checkpoint import default_models  # noqa: E402
 from nca_edge.data import load_digits  # noqa: E402
 
 

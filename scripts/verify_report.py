@@ -28,7 +28,7 @@ from report import command, publish  # noqa: E402
 
 from export import export_model, supported_formats  # noqa: E402
 from export.verify import verify_in_child, verify_packed  # noqa: E402
-from nca_edge.compare import default_models  # noqa: E402
+from nca_edge.checkpoint import default_models  # noqa: E402
 
 
 ORDER = {"float": 0, "bwn": 1, "ban": 2, "bnn": 3}

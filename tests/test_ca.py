@@ -77,7 +77,7 @@ def test_config_rejects_unknown_variant():
 
 def test_preactivations_are_what_the_hidden_activations_are_taken_of(digit_pixels):
     for quant, act in (("float", torch.relu), ("bnn", lambda x: torch.where(x >= 0, 1.0, -1.0))):
-        cfg = CAConfig(quant=quant, separable=4 if quant == "bnn" else 0, real_weights=("perceive",) if quant == "bnn" else ())
+        cfg = CAConfig(quant=quant, real_weights=("perceive",) if quant == "bnn" else ())
         torch.manual_seed(0)
         model = CAModel(cfg)
         for p in model.parameters():  # the untrained model's update is zero: give it real weights

@@ -201,7 +201,7 @@ def test_noisy_sign_is_binary_with_the_logistic_probability_and_the_expectations
     np.testing.assert_allclose(x.grad[0].numpy(), ((1 - t * t) / 0.2).numpy(), rtol=1e-5)
 
 
-def test_act_noise_and_sharpening_are_training_only(digit_pixels):
+def test_act_noise_is_training_only(digit_pixels):
     from nca_edge.ca import seed_state
 
     torch.manual_seed(0)
@@ -212,15 +212,7 @@ def test_act_noise_and_sharpening_are_training_only(digit_pixels):
     m.act_noise = (0.1, torch.Generator().manual_seed(1))
     assert not torch.equal(m(s), exact)  # noise changes the forward pass in training ...
     m.act_noise = None
-    m.act_beta = 2.0
-    smooth = m(s)
-    assert not torch.equal(smooth, exact)
-    m.act_beta = None
     assert torch.equal(m(s), exact)  # ... and the default (inference) is the exact sign
-    from nca_edge.config import TrainConfig
-
-    tc = TrainConfig(sharpen_ramp=100, sharpen_beta=100.0)
-    assert tc.act_beta(0) == 1.0 and tc.act_beta(50) == pytest.approx(10.0) and tc.act_beta(100) is None
 
 
 def test_depthwise_perception_equals_a_grouped_conv_and_counts_9p_weights(digit_pixels):
@@ -253,92 +245,6 @@ def test_act_noise_anneals_geometrically_then_holds():
         TrainConfig(act_noise=0.1, act_noise_end=0.2, act_noise_ramp=10)
 
 
-def test_act_norm_keeps_the_forward_pass_and_rescales_the_straight_through_gradient(digit_pixels):
-    """act(x / rms(x)): same binary outputs (the sign of x), but the STE window |x / rms| <= 1
-    passes gradient for units whose |x| exceeds 1 yet is within their own spread."""
-    torch.manual_seed(0)
-    m = CAModel(CAConfig(quant="ban"))
-    torch.nn.init.normal_(m.update2.weight, std=0.2)
-    s = seed_state(digit_pixels, m.cfg)
-    x = torch.randn(50, 80) * torch.linspace(0.1, 5.0, 80)  # units of very different spreads
-    plain = m.act(x.clone().requires_grad_())
-    m.act_norm = True
-    xn = x.clone().requires_grad_()
-    normed = m.act(xn)
-    assert torch.equal(plain, normed)
-    normed.sum().backward()
-    r = x.pow(2).mean(0).sqrt()
-    assert torch.allclose(xn.grad, (x.abs() <= r).float() / r)
-    with torch.no_grad():
-        m.act_norm = False
-        exact = m(s)
-        m.act_norm = True
-        assert torch.equal(m(s), exact)  # the whole step, too
-
-
-@pytest.mark.parametrize("quant", ["ban", "bnn"])
-def test_separable_perception_is_a_depthwise_then_pointwise_conv_with_the_pointwise_part_binary_in_bnn(quant, digit_pixels):
-    import torch.nn.functional as F
-
-    from nca_edge.ca import seed_state
-    from nca_edge.quant import magnitude_aware_sign
-    from nca_edge.size import tensor_table
-
-    cfg = CAConfig(quant=quant, separable=3)
-    torch.manual_seed(0)
-    m = CAModel(cfg)
-    s = seed_state(digit_pixels, cfg)
-    s[:, 1:] = torch.randn_like(s[:, 1:])
-    x = F.pad(s, (1, 1, 1, 1))
-    pw = magnitude_aware_sign(m.perceive.weight) if quant == "bnn" else m.perceive.weight
-    two_convs = F.conv2d(F.conv2d(x, m.perceive_dw.weight, groups=cfg.channels), pw, m.perceive.bias)
-    torch.testing.assert_close(F.conv2d(x, m.kernels()[0], m.perceive.bias), two_convs, rtol=1e-4, atol=1e-4)
-    assert cfg.param_count() == 9 * 20 * 3 + 60 * 80 + 80 + CAConfig().param_count() - (9 * 20 * 80 + 80)
-    table = {t.name: t for t in tensor_table(cfg)}
-    assert table["perceive_dw.weight"].count == 9 * 60
-    assert table["perceive.weight"].bits == (1 if quant == "bnn" else 32)
-    with pytest.raises(ValueError, match="separable"):
-        CAConfig(depthwise=True, separable=2)
-
-
-def test_a_separable_model_is_refused_by_the_exporters_with_a_clear_error(tmp_path):
-    from nca_edge.checkpoint import save_checkpoint
-    from nca_edge.config import Config
-    from nca_edge.errors import NCAEdgeError
-
-    import export
-
-    cfg = CAConfig(quant="bnn", separable=2)
-    save_checkpoint(tmp_path / "sep", CAModel(cfg), Config(ca=cfg))
-    with pytest.raises(NCAEdgeError, match="separable"):
-        export.build(str(tmp_path / "sep.safetensors"), "packed")
-
-
-def test_ternary_weights_zero_the_small_weights_and_scale_the_rest_by_their_mean_abs():
-    from nca_edge.quant import ternary_weights
-
-    w = torch.tensor([[0.1, -0.2, 0.9, -0.6], [2.0, 0.0, 0.0, 0.0]], requires_grad=True)
-    q = ternary_weights(w)
-    # row 0: delta = 0.7 * 0.45 = 0.315 keeps 0.9 and -0.6 (alpha 0.75); row 1 keeps 2.0 (alpha 2)
-    torch.testing.assert_close(q.detach(), torch.tensor([[0.0, 0.0, 0.75, -0.75], [2.0, 0.0, 0.0, 0.0]]))
-    q.sum().backward()
-    # straight-through for every weight (zeros too), cut off where |w| > 1
-    torch.testing.assert_close(w.grad, torch.tensor([[1.0, 1.0, 1.0, 1.0], [0.0, 1.0, 1.0, 1.0]]))
-
-
-def test_ternary_layers_are_counted_at_two_bits_and_validated():
-    from nca_edge.size import kernel_bits, tensor_table
-
-    cfg = CAConfig(quant="bnn", separable=4, ternary=("perceive",))
-    table = {t.name: t for t in tensor_table(cfg)}
-    assert table["perceive.weight"].bits == 2 and table["perceive.weight"].nbytes == 80 * 80 * 2 // 8
-    assert kernel_bits(cfg) == "2,1,1"
-    for bad in (dict(quant="ban", ternary=("perceive",)), dict(quant="bnn", real_weights=("perceive",), ternary=("perceive",)),
-                dict(quant="bnn", ternary=("conv9",)), dict(quant="bnn", ternary=("update1",), learned_scale=True)):
-        with pytest.raises(ValueError):
-            CAConfig(**bad)
-
-
 def test_int4_weights_round_to_seven_levels_of_each_rows_max_over_seven_with_a_straight_through_gradient():
     from nca_edge.quant import int4_weights
 
@@ -353,10 +259,10 @@ def test_int4_weights_round_to_seven_levels_of_each_rows_max_over_seven_with_a_s
 def test_int4_layers_are_counted_at_four_bits_used_in_the_step_and_validated():
     from nca_edge.size import kernel_bits, tensor_table
 
-    cfg = CAConfig(quant="bnn", separable=4, perception=40, hidden=64, real_weights=("perceive", "update2"),
+    cfg = CAConfig(quant="bnn", perception=40, hidden=64, real_weights=("perceive", "update2"),
                    int4=("perceive", "update2"))
     table = {t.name: t for t in tensor_table(cfg)}
-    assert table["perceive.weight"].bits == 4 and table["perceive.weight"].nbytes == 40 * 80 // 2
+    assert table["perceive.weight"].bits == 4 and table["perceive.weight"].nbytes == 40 * 20 * 9 // 2
     assert table["update2.weight"].nbytes == 19 * 64 // 2 and table["update2.scale"].note == "int4 kernel scale"
     assert kernel_bits(cfg) == "4,1,4"
     model = CAModel(CAConfig(quant="ban", perception=12, hidden=6, int4=("update1",)))

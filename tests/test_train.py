@@ -182,32 +182,3 @@ def test_distillation_term_is_zero_for_an_identical_teacher_and_positive_otherwi
     reference = Trainer(base, small_digits, tmp_path / "r", torch.device("cpu")).train_step()
     assert first_loss("same") == pytest.approx(reference, abs=1e-6)
     assert first_loss("other") > reference + 1e-3
-
-
-def test_fresh_warmup_uses_fresh_digits_only(tmp_path, small_digits):
-    cfg = small_config(3)
-    t = Trainer(replace(cfg, train=replace(cfg.train, fresh_warmup=2)), small_digits, tmp_path, torch.device("cpu"))
-    t.pool_x[:, 1:] = 7.0  # a poisoned pool: any slot taken from it would carry 7s
-    _, x, _ = t._batch()
-    assert torch.count_nonzero(x[:, 1:]) == 0
-    t.iteration = 2
-    _, x, _ = t._batch()
-    assert torch.count_nonzero(x[:, 1:]) > 0  # after the warm-up, pool slots come back
-
-
-def test_binarize_ramp_blends_latent_and_binary_kernels_then_is_fully_binary(tmp_path, small_digits):
-    cfg = Config(ca=CAConfig(quant="bwn"), train=replace(small_config(4).train, binarize_ramp=2))
-    t = Trainer(cfg, small_digits, tmp_path, torch.device("cpu"))
-    mixes = []
-    for _ in range(4):
-        t.train_step()
-        mixes.append(t.model.binarize_mix)
-    assert mixes == [0.0, 0.5, 1.0, 1.0]  # set from the iteration before each step
-    m = t.model
-    w = m.update1.weight
-    m.binarize_mix = 0.25
-    blended = m.kernels()[1]
-    m.binarize_mix = 1.0
-    binary = m.kernels()[1]
-    torch.testing.assert_close(blended, 0.25 * binary + 0.75 * w)
-    assert set(binary.flatten(1).abs().unique(dim=1).shape[1:]) == {1}  # binary again outside training

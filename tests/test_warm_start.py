@@ -50,39 +50,32 @@ def test_noise_breaks_the_symmetry_of_the_copies_but_not_the_first():
     assert torch.equal(again.update1.weight, wide.update1.weight)  # deterministic given the seed
 
 
-def test_widen_script_records_how_it_widened_and_rejects_a_bad_factor(tmp_path):
-    """scripts/widen_hidden.py writes the widened checkpoint with the command and the widening
-    (factor, noise, seed) in its sidecar, so a shipped model's first stage can be rebuilt."""
+def test_a_widen_stage_records_how_it_widened(tmp_path):
+    """A recipe's widen stage writes the widened checkpoint with the widening (factor, noise, seed)
+    and the recipe in its sidecar; its tensors are widen_hidden's."""
     import json
-    import subprocess
-    import sys
-    from pathlib import Path
 
     from nca_edge.checkpoint import load_checkpoint, save_checkpoint
     from nca_edge.config import Config
+    from nca_edge.data import load_digits
+    from nca_edge.recipe import parse_recipe
+    from train.recipes import run_recipe
 
     cfg = CAConfig(quant="bwn", perception=12, hidden=6, real_weights=("perceive", "update2"))
     save_checkpoint(tmp_path / "src", _trained_like(cfg), Config(ca=cfg))
-    script = Path(__file__).resolve().parents[1] / "scripts" / "widen_hidden.py"
-    run = lambda *a: subprocess.run([sys.executable, str(script), str(tmp_path / "src"), *a],
-                                    capture_output=True, text=True)
-    res = run("--factor", "2", "--noise", "0.2", "--seed", "3", "--out", str(tmp_path / "wide"))
-    assert res.returncode == 0, res.stderr
-    meta = json.loads((tmp_path / "wide.json").read_text())
-    assert meta["widening"] == {"factor": 2, "noise": 0.2, "seed": 3}
-    assert "--factor 2 --noise 0.2 --seed 3" in meta["recipe"]
-    wide, config, _ = load_checkpoint(tmp_path / "wide")
+    text = f"[[stage]]\nname = 'w'\nkind = 'widen'\ninit = '{tmp_path / 'src'}'\nfactor = 2\nnoise = 0.2\nseed = 3\n"
+    run_recipe(parse_recipe(text, "wide"), tmp_path / "run", load_digits(), say=lambda _: None)
+    meta = json.loads((tmp_path / "run" / "w" / "model.json").read_text())
+    assert meta["widening"] == {"factor": 2, "noise": 0.2, "seed": 3} and meta["recipe_toml"] == text
+    wide, config, _ = load_checkpoint(tmp_path / "run" / "w" / "model")
     assert config.ca.hidden == 12
     assert torch.equal(wide.update1.weight, widen_hidden(_trained_like(cfg), 2, 0.2, seed=3).update1.weight)
-    bad = run("--factor", "1", "--out", str(tmp_path / "bad"))
-    assert bad.returncode != 0 and "Traceback" not in bad.stderr and not (tmp_path / "bad.json").exists()
 
 
 @pytest.mark.parametrize("cfg", [
     CAConfig(quant="ban", perception=12, hidden=8),
-    CAConfig(quant="ban", perception=12, hidden=8, separable=2),
     CAConfig(quant="bnn", perception=12, hidden=8, real_weights=("perceive", "update2"), learned_scale=True),
-], ids=["ban", "ban-separable", "bnn-learned-scale"])
+], ids=["ban", "bnn-learned-scale"])
 def test_narrowing_drops_the_constant_units_and_folds_them_into_the_biases(cfg):
     """Units whose binary activation never changes carry no information: narrowing drops exactly
     them (zero variance, the lowest score) and folds their constant into the next layer's bias, so
@@ -115,26 +108,24 @@ def test_narrowing_keeps_the_units_whose_loss_costs_most():
     torch.testing.assert_close(small.update1.weight, src.update1.weight[[0, 1, 2, 3, 5, 6, 7]])
 
 
-def test_narrow_script_records_the_narrowing_and_rejects_a_wider_target(tmp_path):
+def test_a_narrow_stage_records_how_it_narrowed_and_refuses_a_wider_target(tmp_path):
     import json
-    import subprocess
-    import sys
-    from pathlib import Path
 
     from nca_edge.checkpoint import load_checkpoint, save_checkpoint
     from nca_edge.config import Config
+    from nca_edge.data import load_digits
+    from nca_edge.errors import NCAEdgeError
+    from nca_edge.recipe import parse_recipe
+    from train.recipes import run_recipe
 
     cfg = CAConfig(quant="ban", perception=12, hidden=8)
     save_checkpoint(tmp_path / "src", _trained_like(cfg), Config(ca=cfg))
-    script = Path(__file__).resolve().parents[1] / "scripts" / "narrow_units.py"
-    run = lambda *a: subprocess.run([sys.executable, str(script), str(tmp_path / "src"), *a],
-                                    capture_output=True, text=True)
-    res = run("--perception", "10", "--hidden", "4", "--digits", "2", "--steps", "3", "--out", str(tmp_path / "small"))
-    assert res.returncode == 0, res.stderr
-    meta = json.loads((tmp_path / "small.json").read_text())
-    assert meta["narrowing"] == {"perception": 10, "hidden": 4, "digits": 2, "steps": 3}
-    assert "--perception 10 --hidden 4" in meta["recipe"]
-    small, config, _ = load_checkpoint(tmp_path / "small")
+    stage = f"[[stage]]\nname = 'n'\nkind = 'narrow'\ninit = '{tmp_path / 'src'}'\n"
+    run_recipe(parse_recipe(stage + "perception = 10\nhidden = 4\n", "thin"), tmp_path / "run", load_digits(), say=lambda _: None)
+    meta = json.loads((tmp_path / "run" / "n" / "model.json").read_text())
+    assert meta["narrowing"] == {"perception": 10, "hidden": 4, "digits": 64, "steps": 60}
+    small, config, _ = load_checkpoint(tmp_path / "run" / "n" / "model")
     assert (config.ca.perception, config.ca.hidden) == (10, 4) and small.update1.weight.shape[:2] == (4, 10)
-    bad = run("--perception", "13", "--hidden", "4", "--out", str(tmp_path / "bad"))
-    assert bad.returncode != 0 and "Traceback" not in bad.stderr and not (tmp_path / "bad.json").exists()
+    with pytest.raises(NCAEdgeError, match="cannot narrow"):
+        run_recipe(parse_recipe(stage + "perception = 13\nhidden = 4\n", "wide"), tmp_path / "bad", load_digits(), say=lambda _: None)
+    assert not (tmp_path / "bad" / "n" / "model.json").exists()

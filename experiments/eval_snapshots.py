@@ -5,7 +5,7 @@ shared PRNG: the same protocol as ``nca-edge eval MODEL --digits N --steps 200 -
 the mean accuracy over steps 101-200. ``--split train`` uses the first N training digits, to
 separate a model's fit from its generalisation; pick snapshots on those, report on the test set.
 
-    python scripts/eval_snapshots.py --split train --digits 500 bwn runs/bwn-w2b/snapshots/model-001000
+    python experiments/eval_snapshots.py --split train --digits 500 bwn runs/bwn-w2b/snapshots/model-001000
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import argparse
 
 import torch
 
-from checkpoint_cli import load  # scripts/ is on sys.path when run as a script
+from checkpoint_cli import load  # experiments/ is on sys.path when run as a script
 from nca_edge.data import load_digits
 from nca_edge.evaluate import evaluate
 

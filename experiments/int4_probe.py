@@ -5,7 +5,7 @@ Copies a checkpoint's weights into the same architecture with some real kernels 
 test digits, 200 steps, no mutation (accuracy / agreement at the last step). A diagnostic for
 docs/experiments, not a test: it tells which layers can spend 4 bits a weight instead of 8.
 
-    python scripts/int4_probe.py runs/bnn-p40-i8/snapshots/model-006000 --digits 200
+    python experiments/int4_probe.py runs/bnn-p40-i8/snapshots/model-006000 --digits 200
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from checkpoint_cli import load  # scripts/ is on sys.path when run as a script
+from checkpoint_cli import load  # experiments/ is on sys.path when run as a script
 from eval_snapshots import step200, test_digits
 from nca_edge.config import LAYERS
 from nca_edge.model import CAModel

@@ -6,7 +6,7 @@ same architecture with some kernels binary (sign(W) x mean |W[o]| per output cha
 no mutation (accuracy / agreement at the last step). A diagnostic for docs/experiments, not a
 test: it tells which layers a warm start from the model can binarize cheaply.
 
-    python scripts/binarize_probe.py ban --digits 200
+    python experiments/binarize_probe.py ban --digits 200
 """
 
 from __future__ import annotations

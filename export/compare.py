@@ -1,4 +1,5 @@
-"""The model size vs accuracy table across variants (`nca-edge compare`).
+"""The model size vs accuracy table across variants (`nca-edge compare`); above the core, since it
+builds every export to measure its size.
 
 Accuracy and agreement come from ``nca_edge.evaluate.evaluate``: recorded in a checkpoint's
 sidecar by ``nca-edge eval --save-metrics`` for the same workload (dataset, digits, mask
@@ -14,22 +15,15 @@ import io
 import json
 from pathlib import Path
 
-from .checkpoint import load_checkpoint, resolve_model, shipped_models_dir
-from .evaluate import evaluate, metrics_key
-from .size import bit_widths, float32_bytes, kernel_bits, packed_bytes, tensor_table
+from nca_edge.checkpoint import default_models, load_checkpoint, resolve_model  # noqa: F401 (default_models: re-exported)
+from nca_edge.evaluate import evaluate, metrics_key
+from nca_edge.size import bit_widths, float32_bytes, kernel_bits, packed_bytes, tensor_table
 
 COLUMNS = ["variant", "weight_bits", "kernel_bits", "activation_bits", "params", "packed_bytes", "float32_bytes",
            "accuracy_200", "agreement_200", "accuracy_400", "agreement_400"]
 # Sizes of real exported files (``add_export_sizes``); None where a variant has no such export.
 EXPORT_COLUMNS = {"onnx_bytes": "onnx", "tflite_bytes": "tflite", "tflite_int8_bytes": "tflite-int8",
                   "lce_bytes": "lce", "packed_file_bytes": "packed"}
-VARIANT_ORDER = ["float", "bwn", "ban", "bnn"]
-
-
-def default_models() -> list[str]:
-    have = {p.stem for p in shipped_models_dir().glob("*.safetensors")}
-    return [v for v in VARIANT_ORDER if v in have] + sorted(have - set(VARIANT_ORDER))
-
 
 def compare_rows(models: list[str], digits, n_digits: int, mask_seed: int = 0, steps: int = 400,
                  mutate_at: int = 200, progress: bool = False, log=lambda msg: None) -> list[dict]:
@@ -73,10 +67,10 @@ def add_export_sizes(rows: list[dict], log=lambda msg: None) -> None:
     """
     import hashlib
 
-    from . import __version__
-    from .atomic import atomic_write_bytes
-    from .checkpoint import checkpoint_paths
-    from .data import cache_dir
+    from nca_edge import __version__
+    from nca_edge.atomic import atomic_write_bytes
+    from nca_edge.checkpoint import checkpoint_paths
+    from nca_edge.data import cache_dir
 
     import export
 
@@ -109,9 +103,9 @@ def add_export_sizes(rows: list[dict], log=lambda msg: None) -> None:
 
 def add_larq_sizes(rows: list[dict]) -> None:
     """Attach larq.models.summary's model size to each row (needs TensorFlow + Larq)."""
-    from .config import CAConfig
-    from .errors import NCAEdgeError
-    from .larq_mirror import build_step_model, larq_summary
+    from nca_edge.config import CAConfig
+    from nca_edge.errors import NCAEdgeError
+    from nca_edge.larq_mirror import build_step_model, larq_summary
 
     for r in rows:
         cfg = CAConfig(**r["_config"])

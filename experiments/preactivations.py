@@ -6,7 +6,7 @@ and the share of |x| below 2 sigma (sigma: the model's training --act-noise), wh
 binary unit still flips and passes a gradient; far from 0 the gradient of E[sign(x + sigma n)]
 vanishes. A diagnostic for docs/experiments, not a test.
 
-    python scripts/preactivations.py ban bnn runs/bnn-m2/model
+    python experiments/preactivations.py ban bnn runs/bnn-m2/model
 """
 
 from __future__ import annotations
