@@ -31,7 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from report import command, publish  # noqa: E402
+from export.report import command, publish  # noqa: E402
 
 from export import export_all, export_model  # noqa: E402
 from export.fakequant import FakeQuantRunner  # noqa: E402

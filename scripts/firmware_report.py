@@ -35,7 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from report import command, publish  # noqa: E402
+from export.report import command, publish  # noqa: E402
 
 import export  # noqa: E402
 from export.runtimes import TFLiteRunner  # noqa: E402

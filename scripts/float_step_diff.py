@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from report import command, publish  # noqa: E402
+from export.report import command, publish  # noqa: E402
 
 from export import export_model  # noqa: E402
 from export.runtimes import TFLiteRunner, TorchRunner  # noqa: E402

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import torch  # noqa: E402
-from report import command, publish  # noqa: E402
+from export.report import command, publish  # noqa: E402
 
 from export import export_model  # noqa: E402
 from export.fakequant import FakeQuantRunner, quantize_code  # noqa: E402

@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from report import command, publish  # noqa: E402
+from export.report import command, publish  # noqa: E402
 
 import export  # noqa: E402
 from export.packed_export import int8_step_from_tflite  # noqa: E402

@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from report import command, publish  # noqa: E402
+from export.report import command, publish  # noqa: E402
 
 from export import export_model, supported_formats  # noqa: E402
 from export.verify import verify_in_child, verify_packed  # noqa: E402

@@ -36,3 +36,9 @@ def test_the_checker_sees_lazy_imports(tmp_path):
     f = tmp_path / "m.py"
     f.write_text("def g():\n    import export\n    from train.recipes import run_recipe\n")
     assert imported_packages(f) == {"export", "train"}
+
+
+def test_scripts_holds_only_what_users_and_ci_run():
+    """Setup, tests, benchmarks and report builders; probes live in experiments/ (at most 10 Python files)."""
+    assert len(list((ROOT / "scripts").glob("*.py"))) <= 10
+    assert not list((ROOT / "scripts").glob("*probe*.py"))

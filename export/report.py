@@ -1,4 +1,4 @@
-"""Shared tail of the report scripts: the command line that produced a fragment, and publishing it.
+"""Shared tail of the report scripts (scripts/*_report.py, bench_step.py, ...): the command line that produced a fragment, and publishing it.
 
 A report prints its Markdown fragment and, with --write PATH, writes it to PATH (docs/results/...)
 and its rows as JSON beside it (PATH with .json), each atomically.
