@@ -10,17 +10,21 @@ A checkpoint is two files with one stem: ``NAME.safetensors`` (the tensors) and 
       "recipe": "...",                    # the command that produced it
       "data": {"dataset": "mnist", "sha256": "..."},
       "iterations": 100000, "train_seconds": 7000.0, "device": "cpu",
+      "weights_sha256": "...",            # SHA-256 of NAME.safetensors, checked at every load
       "metrics": {...},                   # filled by `nca-edge eval --save-metrics` (optional)
       "package_version": "0.1.0"
     }
 
-Loading checks the tensors against the shapes the config implies and fails with one clear
-line on a missing, extra or misshaped tensor, an unreadable file or a bad sidecar.
+Loading checks the weights file against the sidecar's SHA-256 (a changed or relabelled file is
+refused), then the tensors against the shapes the config implies, and refuses non-finite values;
+it fails with one clear line on a missing, extra or misshaped tensor, an unreadable file or a bad
+sidecar.
 Both files are written to temporary names first and renamed into place.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -64,6 +68,7 @@ def save_checkpoint(path: str | Path, model: CAModel, config: Config, **meta) ->
     }
     sidecar.update(meta)
     atomic_save_tensors(tpath, dict(model.state_dict()))
+    sidecar["weights_sha256"] = hashlib.sha256(tpath.read_bytes()).hexdigest()
     atomic_write_bytes(jpath, (json.dumps(sidecar, indent=2, sort_keys=True) + "\n").encode())
     return tpath
 
@@ -95,6 +100,16 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[CAMode
         raise NCAEdgeError(f"{jpath}: sidecar variant {meta.get('variant')!r} does not match config quant {config.ca.quant!r}")
     if not tpath.is_file():
         raise NCAEdgeError(f"{tpath}: checkpoint weights not found")
+    want = meta.get("weights_sha256")
+    if not isinstance(want, str):
+        raise NCAEdgeError(f"{jpath}: the sidecar records no weights_sha256, so {tpath.name} cannot be checked")
+    try:
+        got = hashlib.sha256(tpath.read_bytes()).hexdigest()
+    except OSError as e:
+        raise NCAEdgeError(f"{tpath}: unreadable ({e.strerror or e})") from None
+    if got != want:
+        raise NCAEdgeError(f"{tpath}: SHA-256 {got[:12]}... does not match the sidecar's {want[:12]}... "
+                           "(the weights were changed, or belong to another checkpoint)")
     try:
         tensors = load_file(str(tpath), device=map_location)
     except (SafetensorError, OSError, ValueError) as e:
@@ -113,6 +128,9 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[CAMode
             )
         if not tensors[name].is_floating_point():
             raise NCAEdgeError(f"{tpath}: tensor {name} has dtype {tensors[name].dtype}, expected floating point")
+        bad = int((~torch.isfinite(tensors[name])).sum())
+        if bad:
+            raise NCAEdgeError(f"{tpath}: tensor {name} holds {bad} non-finite value(s) (NaN or Inf)")
     model = CAModel(config.ca)
     model.load_state_dict({k: v.float() for k, v in tensors.items()})
     model.to(map_location)

@@ -38,11 +38,61 @@ def test_nothing_written_is_a_pickle(saved):
     json.loads(jpath.read_text())
 
 
-def _edit_tensors(saved, fn):
+def _restamp(saved):
+    """Record the weights file's current SHA-256 in the sidecar: a consistent checkpoint (as another
+    tool could write one) whose contents are wrong in some other way."""
+    import hashlib
+
+    tpath, jpath = checkpoint_paths(saved)
+    meta = json.loads(jpath.read_text())
+    meta["weights_sha256"] = hashlib.sha256(tpath.read_bytes()).hexdigest()
+    jpath.write_text(json.dumps(meta))
+
+
+def _edit_tensors(saved, fn, restamp=True):
     tpath, _ = checkpoint_paths(saved)
     t = load_file(str(tpath))
     fn(t)
     save_file(t, str(tpath))
+    if restamp:
+        _restamp(saved)
+
+
+def test_weights_changed_after_saving_are_refused(saved):
+    _edit_tensors(saved, lambda t: t["update1.bias"].__setitem__(0, t["update1.bias"][0] + 1e-3), restamp=False)
+    with pytest.raises(NCAEdgeError, match="does not match the sidecar"):
+        load_checkpoint(saved)
+
+
+def test_weights_of_another_checkpoint_are_refused(saved, tmp_path):
+    other = save_checkpoint(tmp_path / "other", CAModel(Config().ca), Config())
+    checkpoint_paths(saved)[0].write_bytes(other.read_bytes())
+    with pytest.raises(NCAEdgeError, match="another checkpoint"):
+        load_checkpoint(saved)
+
+
+def test_a_sidecar_without_the_weights_hash_is_refused(saved):
+    _, jpath = checkpoint_paths(saved)
+    meta = json.loads(jpath.read_text())
+    del meta["weights_sha256"]
+    jpath.write_text(json.dumps(meta))
+    with pytest.raises(NCAEdgeError, match="no weights_sha256"):
+        load_checkpoint(saved)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_weights_are_refused_even_with_a_matching_hash(saved, value):
+    _edit_tensors(saved, lambda t: t["perceive.weight"].view(-1).__setitem__(7, value))
+    with pytest.raises(NCAEdgeError, match="perceive.weight holds 1 non-finite"):
+        load_checkpoint(saved)
+
+
+def test_the_shipped_models_record_their_weights_hash():
+    from nca_edge.checkpoint import default_models, read_sidecar
+
+    for name in default_models():
+        assert len(read_sidecar(resolve_model(name))["weights_sha256"]) == 64
+        load_checkpoint(resolve_model(name))
 
 
 def test_missing_tensor(saved):
@@ -84,6 +134,7 @@ def test_unknown_config_field(saved):
 def test_truncated_weights_file(saved):
     tpath, _ = checkpoint_paths(saved)
     tpath.write_bytes(tpath.read_bytes()[:100])
+    _restamp(saved)
     with pytest.raises(NCAEdgeError, match="unreadable or corrupt"):
         load_checkpoint(saved)
 
@@ -111,3 +162,24 @@ def test_shipped_float_model_loads():
     assert config.ca == CAConfig()
     assert isinstance(model, CAModel)
     assert meta["iterations"] > 0 and meta["recipe"].startswith("nca-edge train")
+
+
+@pytest.mark.parametrize("damage", ["nan", "changed"])
+def test_eval_refuses_a_damaged_copy_of_a_shipped_model_with_one_line(tmp_path, damage):
+    """issue 28's check: a copy of the shipped float with one NaN weight (hash re-stamped, as a
+    careless tool would) or with one weight changed is refused by `nca-edge eval`, one line, rc 1."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from nca_edge.cli import main
+
+    for ext in (".safetensors", ".json"):
+        shutil.copy(resolve_model("float").with_suffix(ext), tmp_path / f"f{ext}")
+    value = float("nan") if damage == "nan" else 0.125
+    _edit_tensors(tmp_path / "f", lambda t: t["update1.weight"].view(-1).__setitem__(0, value), restamp=damage == "nan")
+    r = CliRunner().invoke(main, ["eval", str(tmp_path / "f"), "--digits", "1", "--steps", "1", "--no-progress",
+                                  "--out", str(tmp_path / "out")])
+    assert r.exit_code == 1 and r.output.count("error:") == 1 and "Traceback" not in r.output
+    assert ("non-finite" if damage == "nan" else "does not match") in r.output
+    assert not (tmp_path / "out").exists()
