@@ -21,9 +21,11 @@ import gzip
 import hashlib
 import importlib.util
 import io
+import math
 import os
 import pickle
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,32 +164,47 @@ def _check_split(train_x, train_y, test_x, test_y, where: str) -> None:
 _IDX_DTYPES = {0x08: np.uint8}
 
 
+# The most bytes an IDX payload may hold (MNIST's largest file holds 47 MB): checked against the
+# header's dimensions before anything is decompressed or allocated.
+MAX_IDX_BYTES = 1 << 28
+
+
 def read_idx(path: Path, ndim: int) -> np.ndarray:
-    """Parse an IDX file (optionally gzipped): magic = 0x0000 <dtype> <ndim>, big-endian dims."""
+    """Parse an IDX file (optionally gzipped): magic = 0x0000 <dtype> <ndim>, big-endian dims.
+
+    The header is read first and its dimensions checked (product <= MAX_IDX_BYTES) before the
+    payload is read, so a small gzip file cannot expand into gigabytes; the payload must then hold
+    exactly that many bytes."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
+        with open(path, "rb") as f:
+            gz = f.read(2) == b"\x1f\x8b"
+        with (gzip.open if gz else open)(path, "rb") as f:
+            head = f.read(4)
+            if len(head) < 4:
+                raise NCAEdgeError(f"{path}: too short to be an IDX file")
+            zero, dtype_code, nd = struct.unpack(">HBB", head)
+            if zero != 0 or dtype_code not in _IDX_DTYPES:
+                raise NCAEdgeError(f"{path}: bad IDX magic 0x{head.hex()} (expected 0x0000 08 0{ndim}, unsigned bytes)")
+            if nd != ndim:
+                raise NCAEdgeError(f"{path}: IDX file has {nd} dimensions, expected {ndim}")
+            raw_dims = f.read(4 * nd)
+            if len(raw_dims) < 4 * nd:
+                raise NCAEdgeError(f"{path}: truncated IDX header")
+            dims = struct.unpack(f">{nd}I", raw_dims)
+            count = math.prod(dims)
+            if count > MAX_IDX_BYTES:
+                raise NCAEdgeError(f"{path}: IDX dimensions {dims} hold {count:,} bytes, more than the {MAX_IDX_BYTES:,} allowed")
+            payload = f.read(count + 1)
     except FileNotFoundError:
         raise NCAEdgeError(f"{path}: file not found") from None
-    except (OSError, EOFError) as e:
-        raise NCAEdgeError(f"{path}: corrupt gzip data ({e})") from None
-    if len(raw) < 4:
-        raise NCAEdgeError(f"{path}: too short to be an IDX file")
-    zero, dtype_code, nd = struct.unpack(">HBB", raw[:4])
-    if zero != 0 or dtype_code not in _IDX_DTYPES:
-        raise NCAEdgeError(f"{path}: bad IDX magic 0x{raw[:4].hex()} (expected 0x0000 08 0{ndim}, unsigned bytes)")
-    if nd != ndim:
-        raise NCAEdgeError(f"{path}: IDX file has {nd} dimensions, expected {ndim}")
-    header = 4 + 4 * nd
-    if len(raw) < header:
-        raise NCAEdgeError(f"{path}: truncated IDX header")
-    dims = struct.unpack(f">{nd}I", raw[4:header])
-    count = int(np.prod(dims))
-    if len(raw) - header != count:
-        raise NCAEdgeError(f"{path}: IDX payload is {len(raw) - header} bytes, header says {count} (truncated or padded)")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims).copy()
+    except (OSError, EOFError, zlib.error) as e:
+        raise NCAEdgeError(f"{path}: unreadable or corrupt gzip data ({e})") from None
+    if len(payload) < count:
+        raise NCAEdgeError(f"{path}: IDX payload is {len(payload)} bytes, header says {count} (truncated)")
+    if len(payload) > count:
+        raise NCAEdgeError(f"{path}: IDX payload is longer than the {count} bytes the header says (padded)")
+    return np.frombuffer(payload, dtype=np.uint8).reshape(dims).copy()
 
 
 def _find_idx(data_dir: Path, stem: str) -> Path:

@@ -105,6 +105,8 @@ def test_idx_uncompressed_files_work_too(tmp_path):
         (lambda raw: raw[:-5], "truncated"),
         (lambda raw: raw[:2], "too short"),
         (lambda raw: b"\x00\x00\x08\x02" + raw[4:], "2 dimensions, expected 3"),
+        (lambda raw: raw + b"\x00", "padded"),
+        (lambda raw: raw[:4] + b"\xff\xff\xff\xff" * 3 + raw[16:], "more than the"),  # dims product past 2^64
     ],
 )
 def test_corrupt_idx_files_are_refused(tmp_path, mutate, message):
@@ -113,6 +115,44 @@ def test_corrupt_idx_files_are_refused(tmp_path, mutate, message):
     f.write_bytes(mutate(f.read_bytes()))
     with pytest.raises(NCAEdgeError, match=message):
         data.load_digits(data_dir=tmp_path)
+
+
+def test_a_small_gzip_bomb_is_refused_before_it_is_expanded(tmp_path):
+    """A header that promises 4 GB compresses to almost nothing: refused from the header alone."""
+    import gzip
+    import tracemalloc
+
+    bomb = tmp_path / "bomb.gz"
+    with gzip.open(bomb, "wb") as f:
+        f.write(b"\x00\x00\x08\x03" + (60000).to_bytes(4, "big") + (300).to_bytes(4, "big") + (300).to_bytes(4, "big"))
+        for _ in range(64):
+            f.write(bytes(1 << 20))  # 64 MB of zeros: a few hundred KB on disk
+    tracemalloc.start()
+    with pytest.raises(NCAEdgeError, match="more than the"):
+        data.read_idx(bomb, 3)
+    assert tracemalloc.get_traced_memory()[1] < 16 << 20  # never near the payload's size
+    tracemalloc.stop()
+
+
+def test_any_bytes_are_an_array_or_one_clear_error(tmp_path):
+    """Fuzz: whatever a file holds, the IDX reader returns an array or raises NCAEdgeError."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    f = tmp_path / "x-idx1-ubyte"
+    header = st.sampled_from([b"", b"\x00\x00\x08\x01", b"\x00\x00\x08\x03", b"\x1f\x8b"])
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(header, st.binary(max_size=64), st.sampled_from([1, 3]))
+    def check(head, body, ndim):
+        f.write_bytes(head + body)
+        try:
+            out = data.read_idx(f, ndim)
+        except NCAEdgeError:
+            return
+        assert out.ndim == ndim and out.dtype == np.uint8
+
+    check()
 
 
 def test_wrong_image_shape_is_refused(tmp_path):
