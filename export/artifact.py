@@ -34,9 +34,23 @@ def decode_record(data: bytes, where) -> dict:
     (n,) = struct.unpack_from("<I", data, i + len(RECORD_MAGIC))
     start = i + len(RECORD_MAGIC) + 4
     try:
-        return json.loads(data[start:start + n].decode())
+        record = json.loads(data[start:start + n].decode())
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise NCAEdgeError(f"{where}: the nca-edge record is corrupted") from None
+    if not isinstance(record, dict):
+        raise NCAEdgeError(f"{where}: the nca-edge record is not a JSON object")
+    return record
+
+
+def record_fire_rate(record: dict, where) -> float:
+    """The model's fire rate from an artifact record, checked (0 < rate <= 1)."""
+    try:
+        rate = record["config"]["ca"]["fire_rate"]
+    except (KeyError, TypeError):
+        raise NCAEdgeError(f"{where}: the nca-edge record has no config.ca.fire_rate") from None
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 1:
+        raise NCAEdgeError(f"{where}: the nca-edge record's fire rate {rate!r} is not in (0, 1]")
+    return float(rate)
 
 
 def artifact_config(path: str | Path) -> dict:

@@ -156,9 +156,9 @@ def verify_packed(path: str, digits: int = 200, steps: int = 400, mutate_at: int
         raise NCAEdgeError(f"{path}: {e}") from None
     fire_rate = 0.5
     if "record" in b.tensors:  # the exporter's record: the model's fire rate
-        from .artifact import decode_record
+        from .artifact import decode_record, record_fire_rate
 
-        fire_rate = decode_record(b.tensors["record"].astype(np.uint8).tobytes(), path)["config"]["ca"]["fire_rate"]
+        fire_rate = record_fire_rate(decode_record(b.tensors["record"].astype(np.uint8).tobytes(), path), path)
     d = load_digits(dataset)
     images = d.test_x[:digits]
     n = len(images)

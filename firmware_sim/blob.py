@@ -43,6 +43,12 @@ def depthwise_taps(c: Conv) -> tuple[np.ndarray, int] | None:
     return w[np.arange(o), :, own].astype(np.int8), m
 
 
+# Bounds on what a blob may declare (a 3x3 kernel, up to 1,024 channels or units), so that a hostile
+# header cannot make the reader allocate without limit.
+MAX_KERNEL = 7
+MAX_UNITS = 1024
+
+
 def dense_from_depthwise(taps: np.ndarray, m: int, kh: int, kw: int, cin: int) -> np.ndarray:
     """The dense int8 kernel [O, kh, kw, C] of a depthwise one stored as taps [O, kh*kw]."""
     o = taps.shape[0]
@@ -99,7 +105,11 @@ def loads(data: bytes) -> tuple[Int8Step, pk.Packed]:
         convs = []
         for i in (1, 2, 3):
             q = [int(v) for v in t[f"conv{i}.q"]]
+            if len(q) != 9:
+                raise ValueError(f"conv{i}.q holds {len(q)} values, not 9")
             kh, kw, cin, m = q[5:9]
+            if not (1 <= kh <= MAX_KERNEL and 1 <= kw <= MAX_KERNEL and 1 <= cin <= MAX_UNITS and 0 <= m <= MAX_UNITS):
+                raise ValueError(f"conv{i}: kernel {kh}x{kw}, {cin} input channels, depth multiplier {m} out of range")
             w = t[f"conv{i}.w"].astype(np.int32)
             if b.dtypes[f"conv{i}.w"] == pk.BITS:
                 w = w * q[4]
@@ -113,7 +123,7 @@ def loads(data: bytes) -> tuple[Int8Step, pk.Packed]:
         acts = [Threshold(**dict(zip(_ACT, (int(v) for v in t[n])))) if n in t else None for n in ("act1", "act2")]
         step = Int8Step(pixel_lut=t["pixel_lut"].astype(np.int8), conv1=convs[0], conv2=convs[1], conv3=convs[2],
                         mul1=mul1, mul2=mul2, add=add, act1=acts[0], act2=acts[1], **io)
-    except (KeyError, ValueError, TypeError) as e:
+    except (KeyError, ValueError, TypeError, IndexError) as e:
         raise pk.PackedFormatError(f"incomplete int8 step: {e}") from None
     if step.channels != b.channels:
         raise pk.PackedFormatError(f"the kernels take {step.channels} channels, the header says {b.channels}")

@@ -16,6 +16,7 @@ bit 1 = -1, bit 0 = +1, tail bits 0), INT8 (8), INT16 (16), INT32 (32).
 
 from __future__ import annotations
 
+import math
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -137,11 +138,12 @@ def read(data: bytes) -> Packed:
         raw, dt, ndim, d0, d1, d2, d3, off, nbytes = ENTRY.unpack_from(data, at)
         name = raw.rstrip(b"\0").decode("ascii", "replace")
         shape = (d0, d1, d2, d3)[:ndim]
-        if off % 4 or off + nbytes > total - 4 or dt not in (BITS, INT8, INT16, INT32) or ndim > 4:
+        if off % 4 or off + nbytes > total - 4 or dt not in (BITS, INT8, INT16, INT32) or not 1 <= ndim <= 4:
             raise PackedFormatError(f"tensor {name!r}: bad dtype, shape or extent")
         chunk = data[off: off + nbytes]
+        # element counts in Python integers (no overflow), checked against the bytes before any allocation
         if dt == BITS:
-            rows, k = int(np.prod(shape[:-1], dtype=np.int64)), shape[-1]
+            rows, k = math.prod(shape[:-1]), shape[-1]
             expect = rows * (-(-k // WORD_BITS)) * 4
             if nbytes != expect:
                 raise PackedFormatError(f"tensor {name!r}: {nbytes} bytes, expected {expect}")
@@ -149,7 +151,7 @@ def read(data: bytes) -> Packed:
             p.tensors[name] = unpack_bits(words, k)
         else:
             np_dt = np.dtype(_NUMPY[dt]).newbyteorder("<")
-            if nbytes != int(np.prod(shape, dtype=np.int64)) * np_dt.itemsize:
+            if nbytes != math.prod(shape) * np_dt.itemsize:
                 raise PackedFormatError(f"tensor {name!r}: {nbytes} bytes do not match its shape {shape}")
             p.tensors[name] = np.frombuffer(chunk, np_dt).reshape(shape).astype(_NUMPY[dt])
         p.dtypes[name] = dt

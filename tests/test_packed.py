@@ -62,3 +62,80 @@ def _resign(blob: bytearray) -> bytes:
 def test_bad_files_are_refused_with_the_reason(damage, message):
     with pytest.raises(PackedFormatError, match=message):
         read(damage(write(_example())))
+
+
+def _edit_entry(blob: bytes, i: int, **fields) -> bytes:
+    """Rewrite directory entry i (name, dtype, ndim, d0..d3, offset, nbytes) and re-sign the CRC."""
+    from firmware_sim.packed import ENTRY, HEADER
+
+    b = bytearray(blob)
+    at = HEADER.size + i * ENTRY.size
+    names = ("name", "dtype", "ndim", "d0", "d1", "d2", "d3", "offset", "nbytes")
+    values = dict(zip(names, ENTRY.unpack_from(b, at)))
+    values.update(fields)
+    ENTRY.pack_into(b, at, *(values[n] for n in names))
+    return _resign(b)
+
+
+@pytest.mark.parametrize("fields", [
+    dict(ndim=0),  # a 0-dimensional BITS field
+    dict(d0=2**31, d1=2**31, d2=2**31, ndim=4, d3=8),  # dims whose product passes 2^63
+    dict(ndim=5),
+], ids=["bits-0-dim", "dims-past-2^63", "5-dims"])
+def test_a_hostile_directory_entry_is_refused_with_the_reason(fields):
+    with pytest.raises(PackedFormatError):
+        read(_edit_entry(write(_example()), 0, **fields))
+
+
+@pytest.fixture(scope="module")
+def bnn_blob():
+    import export
+
+    return export.build("bnn", "packed")[0]
+
+
+def test_fuzzed_blobs_are_a_step_or_one_packed_format_error(bnn_blob):
+    """Fuzz: any byte of a real blob changed (CRC re-signed, so the parser sees it): the loader
+    returns an int8 step or raises PackedFormatError, never another exception."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from firmware_sim import blob
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(st.tuples(st.integers(0, len(bnn_blob) - 5), st.integers(0, 255)), min_size=1, max_size=4))
+    def check(edits):
+        b = bytearray(bnn_blob)
+        for at, value in edits:
+            b[at] = value
+        try:
+            blob.loads(_resign(b))
+        except PackedFormatError:
+            pass
+
+    check()
+
+
+def test_fuzzed_directory_entries_are_refused_cleanly(bnn_blob):
+    """Fuzz the directory itself (dtype, ndim, dims, offset, size of any entry)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from firmware_sim import blob
+    from firmware_sim.packed import HEADER
+
+    n_entries = struct.unpack_from("<H", bnn_blob, HEADER.size - 8)[0]
+    u32 = st.integers(0, 2**32 - 1)
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.integers(0, n_entries - 1), st.sampled_from(["dtype", "ndim", "d0", "d1", "d2", "d3", "offset", "nbytes"]),
+           st.one_of(st.integers(0, 8), u32))
+    def check(i, field, value):
+        if field in ("dtype", "ndim"):
+            value %= 256
+        try:
+            blob.loads(_edit_entry(bnn_blob, i, **{field: value}))
+        except PackedFormatError:
+            pass
+
+    check()
