@@ -39,14 +39,29 @@ def write_gif(path: str | Path, images: np.ndarray, ms_per_frame: int = 40) -> N
     atomic_write(path, write)
 
 
+# The largest image the CA is run on: a grid of up to 1024 x 1024 cells (checked from the image's
+# header, before its pixels are decoded).
+MAX_IMAGE_PIXELS = 1024 * 1024
+
+
 def read_grey(path: str | Path) -> np.ndarray:
-    """A PNG (or any image PIL reads) as uint8 grey [H, W]; white-on-black like MNIST is expected."""
+    """A PNG (or any image PIL reads) as uint8 grey [H, W]; white-on-black like MNIST is expected.
+    Its size is checked from the header before any pixel is decoded (at most MAX_IMAGE_PIXELS)."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     from .errors import NCAEdgeError
 
     try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("L"), dtype=np.uint8)
-    except (OSError, UnidentifiedImageError) as e:
-        raise NCAEdgeError(f"{path}: not a readable image ({e})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                if w * h > MAX_IMAGE_PIXELS:
+                    raise NCAEdgeError(f"{path}: image is {w}x{h} pixels, more than the {MAX_IMAGE_PIXELS:,} a grid may hold")
+                return np.asarray(im.convert("L"), dtype=np.uint8)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise NCAEdgeError(f"{path}: image has more than the {MAX_IMAGE_PIXELS:,} pixels a grid may hold ({e})") from None
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
+        raise NCAEdgeError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
