@@ -207,7 +207,10 @@ def build(model_ref: str, fmt: str, height: int = 28, width: int = 28, batch: in
     model, config, weights = _load(model_ref)
     _check_supported(fmt, config.ca)
     record = artifact_record(fmt, config, weights, height, width, batch)
-    return FORMATS[fmt].build(model, record, height, width, batch), record
+    try:
+        return FORMATS[fmt].build(model, record, height, width, batch), record
+    except OverflowError as e:  # e.g. weights whose integer form does not fit the device's accumulators
+        raise NCAEdgeError(f"{model_ref}: cannot be exported as {fmt}: {e}") from None
 
 
 def _check_target(path: Path, force: bool, directory: bool = False) -> None:

@@ -63,7 +63,10 @@ def atomic_write_dir(path: str | Path, files: dict[str, bytes], force: bool = Fa
         raise FileExistsError(f"{path} exists")
     if MANIFEST in files:
         raise ValueError(f"{MANIFEST} is reserved")
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix="." + path.name + ".tmp"))
+    try:
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix="." + path.name + ".tmp"))
+    except OSError as e:  # report the directory the user asked for, not the temporary name
+        raise OSError(e.errno, e.strerror, str(path)) from None
     old = None
     try:
         os.chmod(tmp, _umask_mode() | (0o111 & ~_umask_mask()))

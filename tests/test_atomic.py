@@ -66,3 +66,19 @@ def test_export_c_force_leaves_an_unrelated_file_alone(tmp_path):
     r = run("--force")
     assert r.exit_code == 0, r.output
     assert (out / "board.c").read_text() == "int main(void) { return 0; }\n"
+
+
+def test_an_unwritable_place_is_reported_by_the_users_path(tmp_path, monkeypatch):
+    """A permission error names the directory asked for, not an internal temporary name."""
+    import errno
+    import tempfile
+
+    from nca_edge.atomic import atomic_write_dir
+
+    def refuse(dir=None, prefix=None, **_):
+        raise PermissionError(errno.EACCES, "Permission denied", f"{dir}/{prefix}xyz")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", refuse)
+    with pytest.raises(OSError) as e:
+        atomic_write_dir(tmp_path / "c", {"a": b"1"})
+    assert e.value.filename == str(tmp_path / "c") and e.value.strerror == "Permission denied"
