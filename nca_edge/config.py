@@ -62,7 +62,7 @@ class CAConfig:
     depthwise: bool = False
     # Layers whose real kernels (not low-bit) are int4 instead of int8 (float32 in float/ban):
     # per-output-channel symmetric, W ~ s_o * q, q in -7..7, s_o = max |W[o]| / 7, fake-quantized
-    # in training (nca_edge.quant.int4_weights). Training and evaluation only for now.
+    # in training (nca_edge.experimental.int4_weights). Experimental: training and evaluation only.
     int4: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:

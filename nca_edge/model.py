@@ -41,7 +41,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import LAYERS, CAConfig
-from .quant import channel_scale, clip_latent_, int4_weights, magnitude_aware_sign, noisy_sign, ste_heaviside, ste_sign
+from .experimental import int4_weights
+from .quant import channel_scale, clip_latent_, magnitude_aware_sign, noisy_sign, ste_heaviside, ste_sign
 
 def param_shapes(cfg: CAConfig) -> dict[str, tuple[int, ...]]:
     """Tensor names in checkpoints (safetensors keys) and their shapes for a config."""

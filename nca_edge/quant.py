@@ -133,14 +133,6 @@ def magnitude_aware_sign(w: torch.Tensor, clip_value: float | None = 1.0) -> tor
     return channel_scale(w) * ste_sign(w, clip_value)
 
 
-def int4_weights(w: torch.Tensor) -> torch.Tensor:
-    """Per-output-channel symmetric int4: s_o * clamp(round(W / s_o), -7, 7), s_o = max |W[o]| / 7
-    (so nothing clamps); straight-through gradient (identity) for every weight."""
-    s = (w.detach().abs().amax(dim=tuple(range(1, w.dim())), keepdim=True) / 7.0).clamp_min(1e-12)
-    q = torch.clamp(torch.round(w.detach() / s), -7, 7) * s
-    return w + (q - w.detach())
-
-
 @torch.no_grad()
 def clip_latent_(w: torch.Tensor, clip_value: float = 1.0) -> None:
     w.clamp_(-clip_value, clip_value)

@@ -246,7 +246,7 @@ def test_act_noise_anneals_geometrically_then_holds():
 
 
 def test_int4_weights_round_to_seven_levels_of_each_rows_max_over_seven_with_a_straight_through_gradient():
-    from nca_edge.quant import int4_weights
+    from nca_edge.experimental import int4_weights
 
     w = torch.tensor([[0.7, -0.35, 0.04, 0.06], [-1.4, 0.5, 0.0, 0.1]], requires_grad=True)
     q = int4_weights(w)
