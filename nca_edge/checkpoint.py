@@ -11,6 +11,7 @@ A checkpoint is two files with one stem: ``NAME.safetensors`` (the tensors) and 
       "data": {"dataset": "mnist", "sha256": "..."},
       "iterations": 100000, "train_seconds": 7000.0, "device": "cpu",
       "weights_sha256": "...",            # SHA-256 of NAME.safetensors, checked at every load
+      "config_sha256": "...",             # SHA-256 of the config above (canonical JSON), checked too
       "metrics": {...},                   # filled by `nca-edge eval --save-metrics` (optional)
       "package_version": "0.1.0"
     }
@@ -69,8 +70,15 @@ def save_checkpoint(path: str | Path, model: CAModel, config: Config, **meta) ->
     sidecar.update(meta)
     atomic_save_tensors(tpath, dict(model.state_dict()))
     sidecar["weights_sha256"] = hashlib.sha256(tpath.read_bytes()).hexdigest()
+    sidecar["config_sha256"] = config_sha256(sidecar["config"])
     atomic_write_bytes(jpath, (json.dumps(sidecar, indent=2, sort_keys=True) + "\n").encode())
     return tpath
+
+
+def config_sha256(config: dict) -> str:
+    """SHA-256 of a sidecar's config as canonical JSON (sorted keys): a config edited after saving,
+    e.g. a checkpoint relabelled as another variant, no longer matches."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
 
 def read_sidecar(path: str | Path) -> dict:
@@ -92,6 +100,9 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[CAMode
     """Load (model, config, sidecar). Raises NCAEdgeError with one clear line on any problem."""
     tpath, jpath = checkpoint_paths(path)
     meta = read_sidecar(path)
+    if not isinstance(meta.get("config"), dict) or meta.get("config_sha256") != config_sha256(meta["config"]):
+        raise NCAEdgeError(f"{jpath}: the config does not match the sidecar's config_sha256 "
+                           "(edited after saving, e.g. relabelled as another variant, or written by an older nca-edge)")
     try:
         config = Config.from_dict(meta["config"])
     except (KeyError, TypeError, ValueError) as e:
@@ -131,10 +142,26 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[CAMode
         bad = int((~torch.isfinite(tensors[name])).sum())
         if bad:
             raise NCAEdgeError(f"{tpath}: tensor {name} holds {bad} non-finite value(s) (NaN or Inf)")
+    _check_invariants(config, tensors, tpath)
     model = CAModel(config.ca)
     model.load_state_dict({k: v.float() for k, v in tensors.items()})
     model.to(map_location)
     return model, config, meta
+
+
+def _check_invariants(config: Config, tensors: dict, tpath: Path) -> None:
+    """What training guarantees of a variant's tensors: latent binary kernels within Larq's weight
+    clip [-1, 1] and learned binary scales > 0 (so scale and bias fold into a threshold)."""
+    for layer in ("perceive", "update1", "update2"):
+        if not config.ca.binary_kernel(layer):
+            continue
+        w = tensors[f"{layer}.weight"]
+        if float(w.abs().max()) > 1.0:
+            raise NCAEdgeError(f"{tpath}: {layer}.weight is a binary kernel, but its latent weights leave [-1, 1] "
+                               f"(max |w| {float(w.abs().max()):.3g}): not a checkpoint this variant's training writes")
+        scale = tensors.get(f"{layer}.scale")
+        if scale is not None and float(scale.min()) <= 0:
+            raise NCAEdgeError(f"{tpath}: {layer}.scale holds a scale <= 0; binary scales must be positive")
 
 
 def shipped_models_dir() -> Path:

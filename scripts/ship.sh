@@ -10,13 +10,14 @@ cd "$(dirname "$0")/.."
 name="$1"; ckpt="${2%.safetensors}"; ckpt="${ckpt%.json}"
 cp "$ckpt.safetensors" "nca_edge/models/$name.safetensors"
 cp "$ckpt.json" "nca_edge/models/$name.json"
-# Record the weights' SHA-256 in the shipped sidecar (checkpoints written before session 18 lack it;
-# loading refuses a sidecar without it).
+# Record the weights' and the config's SHA-256 in the shipped sidecar (checkpoints written before
+# session 18 lack them; loading refuses a sidecar without them).
 .venv/bin/python - "nca_edge/models/$name" <<'PY'
 import hashlib, json, sys
 stem = sys.argv[1]
 meta = json.load(open(stem + ".json"))
 meta["weights_sha256"] = hashlib.sha256(open(stem + ".safetensors", "rb").read()).hexdigest()
+meta["config_sha256"] = hashlib.sha256(json.dumps(meta["config"], sort_keys=True).encode()).hexdigest()
 open(stem + ".json", "w").write(json.dumps(meta, indent=2, sort_keys=True) + "\n")
 PY
 .venv/bin/nca-edge eval "$name" --out "docs/results/$name" --save-metrics --no-progress

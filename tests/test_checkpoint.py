@@ -39,13 +39,17 @@ def test_nothing_written_is_a_pickle(saved):
 
 
 def _restamp(saved):
-    """Record the weights file's current SHA-256 in the sidecar: a consistent checkpoint (as another
-    tool could write one) whose contents are wrong in some other way."""
+    """Record the weights file's and the config's current SHA-256 in the sidecar: a consistent
+    checkpoint (as another tool could write one) whose contents are wrong in some other way."""
     import hashlib
+
+    from nca_edge.checkpoint import config_sha256
 
     tpath, jpath = checkpoint_paths(saved)
     meta = json.loads(jpath.read_text())
     meta["weights_sha256"] = hashlib.sha256(tpath.read_bytes()).hexdigest()
+    if isinstance(meta.get("config"), dict):
+        meta["config_sha256"] = config_sha256(meta["config"])
     jpath.write_text(json.dumps(meta))
 
 
@@ -118,6 +122,7 @@ def test_config_that_does_not_match_the_tensors(saved):
     meta = json.loads(jpath.read_text())
     meta["config"]["ca"]["hidden"] = 64
     jpath.write_text(json.dumps(meta))
+    _restamp(saved)
     with pytest.raises(NCAEdgeError, match="implies"):
         load_checkpoint(saved)
 
@@ -127,6 +132,7 @@ def test_unknown_config_field(saved):
     meta = json.loads(jpath.read_text())
     meta["config"]["ca"]["wings"] = 2
     jpath.write_text(json.dumps(meta))
+    _restamp(saved)
     with pytest.raises(NCAEdgeError, match="invalid config.*wings"):
         load_checkpoint(saved)
 
@@ -183,3 +189,58 @@ def test_eval_refuses_a_damaged_copy_of_a_shipped_model_with_one_line(tmp_path, 
     assert r.exit_code == 1 and r.output.count("error:") == 1 and "Traceback" not in r.output
     assert ("non-finite" if damage == "nan" else "does not match") in r.output
     assert not (tmp_path / "out").exists()
+
+
+def test_a_checkpoint_relabelled_as_another_variant_is_refused(tmp_path):
+    """bwn and bnn share their tensors' names and shapes: only the config's hash tells them apart."""
+    cfg = Config(ca=CAConfig(quant="bwn", real_weights=("perceive", "update2")))
+    save_checkpoint(tmp_path / "b", CAModel(cfg.ca), cfg)
+    _, jpath = checkpoint_paths(tmp_path / "b")
+    meta = json.loads(jpath.read_text())
+    meta["config"]["ca"]["quant"] = meta["variant"] = "bnn"
+    jpath.write_text(json.dumps(meta))
+    with pytest.raises(NCAEdgeError, match="config_sha256"):
+        load_checkpoint(tmp_path / "b")
+
+
+@pytest.mark.parametrize("tensor, value, message", [
+    ("update1.weight", 1.5, "leave \\[-1, 1\\]"),
+    ("update1.scale", -0.1, "scale <= 0"),
+])
+def test_a_binary_kernel_outside_what_training_writes_is_refused(tmp_path, tensor, value, message):
+    cfg = Config(ca=CAConfig(quant="bnn", real_weights=("perceive", "update2"), learned_scale=True))
+    save_checkpoint(tmp_path / "b", CAModel(cfg.ca), cfg)
+    _edit_tensors(tmp_path / "b", lambda t: t[tensor].view(-1).__setitem__(0, value))
+    with pytest.raises(NCAEdgeError, match=message):
+        load_checkpoint(tmp_path / "b")
+
+
+def test_any_damage_to_a_checkpoint_is_one_clear_error(saved):
+    """Fuzz: bytes of the sidecar or the weights changed (hashes re-stamped or not): the loader
+    returns a model or raises NCAEdgeError, never another exception."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    tpath, jpath = checkpoint_paths(saved)
+    weights, sidecar = tpath.read_bytes(), jpath.read_bytes()
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.booleans(), st.lists(st.tuples(st.integers(0, 10**9), st.integers(0, 255)), min_size=1, max_size=6),
+           st.booleans())
+    def check(in_sidecar, edits, restamp):
+        target = bytearray(sidecar if in_sidecar else weights)
+        for at, value in edits:
+            target[at % len(target)] = value
+        jpath.write_bytes(bytes(target) if in_sidecar else sidecar)
+        tpath.write_bytes(weights if in_sidecar else bytes(target))
+        if restamp:
+            try:
+                _restamp(saved)
+            except (ValueError, UnicodeDecodeError, TypeError, AttributeError):
+                pass  # the sidecar is no JSON object any more: nothing to re-stamp
+        try:
+            load_checkpoint(saved)
+        except NCAEdgeError:
+            pass
+
+    check()
