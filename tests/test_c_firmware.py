@@ -81,21 +81,55 @@ def test_verify_reports_a_wrong_constant_with_its_first_mismatch(c_dirs, tmp_pat
     assert "first mismatch: step 0" in res.output and "channel 1:" in res.output
 
 
-def test_bnn_header_stores_the_depthwise_taps_and_xnor_constants(c_dirs):
-    """The BNN's C model: 9 taps per perception output (not 9 C), two outputs' taps an int64;
-    the binary hidden kernel by input as 64-bit words of outputs, with its bounds bit-sliced (10
-    planes, counting the inputs on or off) in place of folded biases and thresholds; the last
-    layer by input in 16-bit lanes; thresholds on accumulators in place of requantization for
-    the perception's binary activation, folded biases for the last layer's binary input."""
+def _trained_like(cfg_kwargs: dict, tmp_path, name: str):
+    """A random checkpoint whose cells compute once exported (small updates keep the calibrated state
+    scale near a trained model's; non-zero biases avoid exact ties at 0 in binary dot products)."""
+    import torch
+
+    from nca_edge.checkpoint import save_checkpoint
+    from nca_edge.config import CAConfig, Config
+    from nca_edge.model import CAModel
+
+    torch.manual_seed(3)
+    m = CAModel(CAConfig(**cfg_kwargs))
+    torch.nn.init.uniform_(m.update2.weight, -0.05, 0.05)
+    for conv in m.convs():
+        torch.nn.init.normal_(conv.bias, std=0.05)
+    return save_checkpoint(tmp_path / name, m, Config(ca=m.cfg))
+
+
+def test_bnn_header_stores_a_dense_int8_perception_and_xnor_constants(c_dirs):
+    """The shipped BNN's C model: a dense int8 3x3 perception (74 x 180 weights) thresholded on its
+    accumulators; the binary hidden kernel by input as 64-bit words of outputs (74 inputs x 2
+    words), with its bounds bit-sliced (10 planes, counting the inputs on or off) in place of folded
+    biases and thresholds; the last layer by input in 16-bit lanes; folded biases for the last
+    layer's binary input."""
     header = (c_dirs["bnn"] / "nca_model.h").read_text()
-    assert re.search(r"static const int64_t nca_p0\[360\]", header)
-    assert re.search(r"static const uint64_t nca_x1\[160\]", header)  # 80 inputs x 2 words
+    assert re.search(r"static const int8_t nca_w0\[13320\]", header)
+    assert re.search(r"static const uint64_t nca_x1\[148\]", header)  # 74 inputs x 2 words
     assert re.search(r"static const uint64_t nca_z1\[40\]", header)  # 2 x 10 planes x 2 words
     assert re.search(r"static const uint64_t nca_l2\[400\]", header)
     for name in ("nca_t0", "nca_c0_2", "nca_c1_2"):
         assert f"static const int32_t {name}[" in header, name
-    for absent in ("nca_m0", "nca_m1", "nca_b1", "nca_b2", "nca_w1", "nca_t1", "nca_c0_1"):
+    for absent in ("nca_p0", "nca_m0", "nca_m1", "nca_b1", "nca_b2", "nca_w1", "nca_t1", "nca_c0_1"):
         assert absent not in header, absent
+
+
+def test_a_depthwise_bnn_header_stores_two_outputs_taps_an_int64(tmp_path):
+    """A depthwise BNN (the 4 KiB layout): 9 taps per perception output (not 9 C), two outputs'
+    taps an int64; thresholds on accumulators in place of requantization."""
+    ckpt = _trained_like(dict(quant="bnn", depthwise=True, real_weights=("perceive", "update2"), state_frac_bits=4),
+                         tmp_path, "dw")
+    export_model(str(ckpt), "c", tmp_path / "c")
+    header = (tmp_path / "c" / "nca_model.h").read_text()
+    assert re.search(r"static const int64_t nca_p0\[360\]", header)
+    assert re.search(r"static const uint64_t nca_x1\[160\]", header)  # 80 inputs x 2 words
+    assert "static const int32_t nca_t0[" in header and "nca_w0" not in header
+    assert "conv 0, 1, 2: DEPTHWISE_BITS, SLICED, LANES" in (tmp_path / "c" / "nca_config.h").read_text()
+    if toolchain_missing("host"):
+        pytest.skip("no host compiler")
+    r = verify_c(tmp_path / "c", digits=2, steps=60, mutate_at=30)
+    assert r.bit_exact, r.first
 
 
 def test_c_layouts_hold_the_kernels_exactly():
@@ -196,9 +230,9 @@ def test_c_step_compiles_only_the_models_kernels_and_refuses_a_model_needing_ano
     from export.verify_c import build
 
     config = (c_dirs["bnn"] / "nca_config.h").read_text()
-    assert "conv 0, 1, 2: DEPTHWISE_BITS, SLICED, LANES" in config
-    assert "#define NCA_USE_SLICED 1" in config and "#define NCA_USE_PATCH 0" in config
-    assert "#define NCA_USE_PATCH 1" in (c_dirs["float"] / "nca_config.h").read_text()
+    assert "conv 0, 1, 2: PATCH, SLICED, LANES" in config
+    assert "#define NCA_USE_SLICED 1" in config and "#define NCA_USE_DEPTHWISE_BITS 0" in config
+    assert "#define NCA_USE_SLICED 0" in (c_dirs["float"] / "nca_config.h").read_text()
     src = tmp_path / "src"
     src.mkdir()
     for f in c_dirs["bnn"].iterdir():
@@ -239,23 +273,10 @@ def test_layers_wider_than_128_units_are_bit_exact(cfg, tmp_path):
     number of words, against firmware_sim."""
     if toolchain_missing("host"):
         pytest.skip("no host compiler")
-    import torch
-
-    from nca_edge.checkpoint import save_checkpoint
-    from nca_edge.config import CAConfig, Config
-    from nca_edge.model import CAModel
-
     from firmware_sim import blob, int8
     from nca_edge.data import load_digits
 
-    torch.manual_seed(3)
-    m = CAModel(CAConfig(**cfg))
-    # small updates keep the calibrated state scale near a trained model's (larger ones make the
-    # int8 pixel fall below the alive threshold: no cell would ever compute)
-    torch.nn.init.uniform_(m.update2.weight, -0.05, 0.05)
-    for conv in m.convs():  # non-zero thresholds: fewer exact ties at 0 in the binary dot products
-        torch.nn.init.normal_(conv.bias, std=0.05)
-    ckpt = save_checkpoint(tmp_path / "wide", m, Config(ca=m.cfg))
+    ckpt = _trained_like(cfg, tmp_path, "wide")
     export_model(str(ckpt), "c", tmp_path / "c")
     assert "#define NCA_MAX_UNITS 160" in (tmp_path / "c" / "nca_config.h").read_text()
     params, _ = blob.loads((tmp_path / "c" / "model.ncap").read_bytes())
