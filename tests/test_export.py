@@ -101,6 +101,7 @@ def test_onnx_step_of_every_variant_equals_the_pytorch_step(cfg, tmp_path, digit
     torch.nn.init.normal_(model.update2.weight, std=0.3)
     for conv in model.convs():  # non-zero biases: no exact ties at the sign boundaries
         torch.nn.init.normal_(conv.bias, std=0.1)
+    model.clip_latent_weights()  # what training keeps (latent binary kernels in [-1, 1]; loading checks it)
     path = save_checkpoint(tmp_path / "m", model, Config(ca=cfg))
     export_model(str(path), "onnx", tmp_path / "m.onnx")
     runner, ref = OnnxRunner(tmp_path / "m.onnx"), TorchRunner(model)
@@ -123,8 +124,11 @@ def test_all_writes_every_format_and_a_manifest_that_describes_the_files(float_e
     for e in manifest["artifacts"]:
         path = out / e["file"]
         if path.is_dir():  # the C export: size and SHA-256 over its files (name, NUL, content; sorted)
+            from nca_edge.atomic import MANIFEST
+
             h = hashlib.sha256()
-            files = sorted(path.iterdir())
+            files = sorted(f for f in path.iterdir() if f.name != MANIFEST)  # the directory's own bookkeeping aside
+            assert (path / MANIFEST).read_text().splitlines() == [f.name for f in files]
             for f in files:
                 h.update(f.name.encode() + b"\0" + f.read_bytes())
             assert e["bytes"] == sum(f.stat().st_size for f in files) and e["sha256"] == h.hexdigest()

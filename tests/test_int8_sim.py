@@ -431,18 +431,30 @@ def test_popcount_counts_set_bits_of_uint32_words():
     assert popcount(words).tolist() == [33, 2 + 16 + 13]
 
 
-def test_a_depthwise_kernel_is_stored_as_its_taps_and_read_back_dense(int8_files):
-    """The shipped bnn's 3x3 perception is depthwise: the blob holds 9 int8 taps per output (not
-    9 C), and the reader rebuilds the same dense kernel; a dense kernel is not mistaken for one."""
-    from firmware_sim import blob
+def test_a_depthwise_kernel_is_stored_as_its_taps_and_read_back_dense(int8_files, tmp_path):
+    """A depthwise 3x3 perception (the 4 KiB bnn layout): the blob holds 9 int8 taps per output
+    (not 9 C), and the reader rebuilds the same dense kernel; a dense kernel (the shipped bnn's,
+    the float's) is not mistaken for one."""
+    import torch
 
-    p = _params(int8_files["bnn"])
-    taps, m = blob.depthwise_taps(p.conv1)
-    assert taps.shape == (p.conv1.weight.shape[0], 9) and m == p.conv1.weight.shape[0] // p.channels
+    import export
+    from firmware_sim import blob
+    from nca_edge.checkpoint import save_checkpoint
+    from nca_edge.config import CAConfig, Config
+    from nca_edge.model import CAModel
+
+    torch.manual_seed(3)
+    m = CAModel(CAConfig(quant="bnn", depthwise=True, real_weights=("perceive", "update2"), state_frac_bits=4))
+    torch.nn.init.uniform_(m.update2.weight, -0.05, 0.05)
+    ckpt = save_checkpoint(tmp_path / "dw", m, Config(ca=m.cfg))
+    p, _ = blob.loads(export.build(str(ckpt), "packed")[0])
+    taps, mult = blob.depthwise_taps(p.conv1)
+    assert taps.shape == (p.conv1.weight.shape[0], 9) and mult == p.conv1.weight.shape[0] // p.channels
     q, b = blob.loads(blob.dumps(p, "bnn", 80, 80, 10))
     _same_step(p, q)
     assert b.tensors["conv1.w"].shape == taps.shape
     assert blob.depthwise_taps(_params(int8_files["float"]).conv1) is None
+    assert blob.depthwise_taps(_params(int8_files["bnn"]).conv1) is None
 
 
 def test_protocol_run_reports_each_digits_total_agreement_at_the_last_step(int8_files):
