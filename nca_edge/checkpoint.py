@@ -105,7 +105,7 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[CAMode
                            "(edited after saving, e.g. relabelled as another variant, or written by an older nca-edge)")
     try:
         config = Config.from_dict(meta["config"])
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise NCAEdgeError(f"{jpath}: invalid config in sidecar ({e})") from None
     if meta.get("variant") != config.ca.quant:
         raise NCAEdgeError(f"{jpath}: sidecar variant {meta.get('variant')!r} does not match config quant {config.ca.quant!r}")

@@ -101,7 +101,10 @@ def train(quant, recipe_ref, stage, iterations, seed, out_dir, resume, device, s
 
     if quant and recipe_ref:
         raise NCAEdgeError(f"--quant {quant} and --recipe {recipe_ref}: give one (--quant V runs recipes/V.toml)")
-    if resume and not (quant or recipe_ref):
+    if resume and (quant or recipe_ref):
+        raise NCAEdgeError("--resume continues one run directory on its own settings; a recipe (--quant, --recipe) "
+                           "always continues where it stopped: drop --resume")
+    if resume:
         return _resume_single_run(out_dir, iterations, seed, device, subset, no_progress, dataset, data_dir)
     recipe = load_recipe(recipe_ref or quant or "float").with_overrides(iterations=iterations, seed=seed)
     if stage is not None:
@@ -142,7 +145,10 @@ def _resume_single_run(out_dir, iterations, seed, device, subset, no_progress, d
 
     if out_dir is None:
         raise NCAEdgeError("--resume needs --out (the run directory to continue)")
-    saved = Config.from_dict(Trainer.read_state_meta(out_dir)["config"])
+    try:
+        saved = Config.from_dict(Trainer.read_state_meta(out_dir)["config"])
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise NCAEdgeError(f"--resume: the run in {out_dir} has a config this version cannot use ({e})") from None
     if seed is not None and seed != saved.train.seed:
         raise NCAEdgeError(f"--resume: the run in {out_dir} has seed {saved.train.seed}, not --seed {seed}")
     if dataset is not None and dataset != saved.train.dataset:

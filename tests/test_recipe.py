@@ -173,3 +173,18 @@ def test_retired_options_are_dropped_when_inactive_and_refused_when_used():
         Config.from_dict({"ca": {**base["ca"], "separable": 4}})
     with pytest.raises(ValueError, match="act_norm"):
         Config.from_dict({"train": {**base["train"], "act_norm": True}})
+
+
+def test_a_narrow_stage_made_with_other_settings_is_refused_not_reused(run, tmp_path):
+    (tmp_path / "tiny.toml").write_text(TINY)
+    args = ["train", "--out", str(tmp_path / "run"), "--subset", "40", "--no-progress"]
+    assert run("train", "--recipe", str(tmp_path / "tiny.toml"), *args[1:]).exit_code == 0
+    (tmp_path / "tiny.toml").write_text(TINY.replace("perception = 10\nhidden = 8\n\n[[stage]]\nname = \"b\"",
+                                                     "perception = 9\nhidden = 8\n\n[[stage]]\nname = \"b\""))
+    r = run("train", "--recipe", str(tmp_path / "tiny.toml"), *args[1:])
+    assert r.exit_code == 1 and "made with perception = 10, the recipe says 9" in r.output
+
+
+def test_resume_with_a_recipe_is_an_error_not_a_fresh_start(run, tmp_path):
+    r = run("train", "--quant", "bnn", "--resume", "--out", str(tmp_path))
+    assert r.exit_code == 1 and "drop --resume" in r.output and not any(tmp_path.iterdir())

@@ -9,7 +9,7 @@ that differs; nothing is overwritten.
 
 from __future__ import annotations
 
-import json
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -43,6 +43,7 @@ def run_recipe(recipe: Recipe, out: Path, digits, device: str = "auto", progress
         if stage.kind in ("narrow", "widen"):
             target = stage_model(out, stage)
             if target.with_suffix(".json").is_file():
+                _check_same_transform(stage, target, head)
                 say(f"{head}: done ({target}.json exists)")
                 continue
             if stage.kind == "narrow":
@@ -84,6 +85,21 @@ def _init_path(recipe: Recipe, stage: Stage, out: Path) -> str:
     return stage.init
 
 
+def _check_same_transform(stage: Stage, target: Path, head: str) -> None:
+    """A narrow/widen stage's output must have been made with the recipe's settings."""
+    from nca_edge.checkpoint import read_sidecar
+
+    meta = read_sidecar(target)
+    if stage.kind == "narrow":
+        want, got = {"perception": stage.perception, "hidden": stage.hidden}, meta.get("narrowing") or {}
+    else:
+        want, got = {"factor": stage.factor, "noise": stage.noise, "seed": stage.seed}, meta.get("widening") or {}
+    for k, v in want.items():
+        if got.get(k) != v:
+            raise NCAEdgeError(f"{head}: {target}.json was made with {k} = {got.get(k)!r}, the recipe says {v!r}; "
+                               "use another --out or remove that directory")
+
+
 def _finished_iterations(run_dir: Path) -> int | None:
     try:
         return int(Trainer.read_state_meta(run_dir)["iteration"])
@@ -92,10 +108,15 @@ def _finished_iterations(run_dir: Path) -> int | None:
 
 
 def _check_same(run_dir: Path, config: Config, head: str) -> None:
-    saved = Config.from_dict(Trainer.read_state_meta(run_dir)["config"])
+    try:
+        saved = Config.from_dict(Trainer.read_state_meta(run_dir)["config"])
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise NCAEdgeError(f"{head}: {run_dir} holds a run whose saved config cannot be used ({e})") from None
     a, b = saved.to_dict(), config.to_dict()
     for part in ("ca", "train"):
         for k, v in b[part].items():
+            if k == "init_from" and a[part].get(k) and v and os.path.realpath(a[part][k]) == os.path.realpath(v):
+                continue  # the same stage reached through another spelling of --out
             if k != "iterations" and a[part].get(k) != v:
                 raise NCAEdgeError(f"{head}: {run_dir} holds a run with {part}.{k} = {a[part].get(k)!r}, the recipe says "
                                    f"{v!r}; use another --out or remove that directory")
