@@ -14,11 +14,13 @@ cp "$ckpt.json" "nca_edge/models/$name.json"
 # session 18 lack them; loading refuses a sidecar without them).
 .venv/bin/python - "nca_edge/models/$name" <<'PY'
 import hashlib, json, sys
-stem = sys.argv[1]
-meta = json.load(open(stem + ".json"))
-meta["weights_sha256"] = hashlib.sha256(open(stem + ".safetensors", "rb").read()).hexdigest()
-meta["config_sha256"] = hashlib.sha256(json.dumps(meta["config"], sort_keys=True).encode()).hexdigest()
-open(stem + ".json", "w").write(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+from nca_edge.atomic import atomic_write_bytes
+from nca_edge.checkpoint import checkpoint_paths, config_sha256
+tpath, jpath = checkpoint_paths(sys.argv[1])
+meta = json.loads(jpath.read_text())
+meta["weights_sha256"] = hashlib.sha256(tpath.read_bytes()).hexdigest()
+meta["config_sha256"] = config_sha256(meta["config"])
+atomic_write_bytes(jpath, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
 PY
 .venv/bin/nca-edge eval "$name" --out "docs/results/$name" --save-metrics --no-progress
 run="$(dirname "$ckpt")"
