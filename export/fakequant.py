@@ -8,8 +8,9 @@ from the int8 TFLite file and simulates each quantized tensor as
     x   = fq(state; state)                                  (the int8 state)
     p   = fq(act(conv3x3(x; fq_w(W1)) + b1); conv 1 output)       (ReLU: float, bwn)
     h   = fq(act(conv1x1(p; fq_w(W2)) + b2); conv 2 output)
-    p   = act(fq(conv3x3(x; fq_w(W1)) + b1; conv 1 output))       (binary: ban, bnn; act = the
-    h   = act(fq(conv1x1(p; fq_w(W2)) + b2; conv 2 output))        0/1 step of the int8 pre-activation,
+    p   = [conv3x3(x; fq_w(W1)) + b1 >= S_acc1 / 2]              (binary: ban, bnn; the file's step
+    h   = [conv1x1(p; fq_w(W2)) + b2 >= S_acc2 / 2]               convs, [acc >= 1] in accumulator
+                                                                    steps S_acc = S_in * S_w[o];
                                                                     W2, W3 -> 2W, b -> b - sum W)
     ds  = fq(conv1x1(h; fq_w(W3)) + b3; conv 3 output)
     m   = fq(fq(ds * fire; mul 1) * alive; mul 2)
@@ -24,8 +25,8 @@ threshold that flips the unit, and the same way in every cell with the same neig
 blank cells of step 0, for one), so it is a bias, not noise. What is left between this model and
 the file is the rounding: one round-half-to-even here, TFLite's two roundings in the reference
 kernels (docs/export.md, scripts/int8_stages.py). Tensors are
-found by op order in the file (CONV_2D x3, MUL x2, ADD x1), the graph of
-``export.tflite_export.tflite_int8_bytes``.
+found by op order in the file (the layer CONV_2D x3, after the alive conv that reads the pixel
+slice; MUL x2, ADD x1), the graph of ``export.tflite_export.tflite_int8_bytes``.
 """
 
 from __future__ import annotations
@@ -59,7 +60,9 @@ def int8_params(path) -> dict:
     tensors = {t["index"]: t for t in it.get_tensor_details()}
     ops = it._get_ops_details()
     out = lambda op: tuple(tensors[int(op["outputs"][0])]["quantization"])  # noqa: E731
-    convs = [out(o) for o in ops if o["op_name"] == "CONV_2D"]
+    slices = {int(o["outputs"][0]) for o in ops if o["op_name"] == "STRIDED_SLICE"}
+    layer_convs = [o for o in ops if o["op_name"] == "CONV_2D" and int(o["inputs"][0]) not in slices]
+    convs = [out(o) for o in layer_convs]
     muls = [out(o) for o in ops if o["op_name"] == "MUL"]
     adds = [out(o) for o in ops if o["op_name"] == "ADD"]
     state = next(tuple(d["quantization"]) for d in it.get_input_details() if "state" in d["name"])
@@ -67,7 +70,7 @@ def int8_params(path) -> dict:
         raise NCAEdgeError(f"{path}: not the int8 step graph nca-edge exports (ops {[o['op_name'] for o in ops]})")
     it.allocate_tensors()
     kernels, biases, acc_scales = [], [], []
-    for op in (o for o in ops if o["op_name"] == "CONV_2D"):
+    for op in layer_convs:
         w, b = (int(i) for i in op["inputs"][1:3])
         scale = lambda i: tensors[i]["quantization_parameters"]["scales"].astype(np.float64)  # noqa: E731
         wq = it.get_tensor(w).astype(np.float64)
@@ -125,12 +128,12 @@ class FakeQuantRunner:
         code = np.clip(multiply_by_quantized_multiplier(acc, c.multiplier, c.shift) + c.output_zero, c.act_min, c.act_max)
         return (torch.from_numpy(code.astype(np.float32)) - zero) * scale
 
-    def _act(self, x):
-        if not self.cfg.binary_activations:
-            return torch.relu(x)
-        if self.cfg.binary_act == "heaviside":
-            return (x > 0).to(x.dtype)
-        return (x >= 0).to(x.dtype)  # the 0/1 step; sign is folded into the next layer (above)
+    def _step(self, k: int, x: torch.Tensor) -> torch.Tensor:
+        """Step conv k: [acc >= 1] (the file writes sign's >= as +1 in the bias), decided half an
+        accumulator step from the boundary so float summation cannot flip it."""
+        pre = F.linear(x, self.w_cells[k], self.b[k])
+        half = torch.from_numpy(0.5 * self.q["acc_scales"][k]).to(pre.dtype)
+        return (pre >= half).to(x.dtype)
 
     def encode(self, x: np.ndarray) -> torch.Tensor:
         return _fq(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), *self.q["state"])
@@ -159,9 +162,9 @@ class FakeQuantRunner:
         hidden = plan.gather(s)
         rows = torch.from_numpy(fire)[plan.b, plan.y, plan.x].nonzero().squeeze(1)
         patches = plan.patches(hidden, rows)
-        if self.cfg.binary_activations:  # the file compares the int8 pre-activation with 0
-            p = self._act(self._conv(0, patches, relu=False))
-            h = self._act(self._conv(1, p, relu=False))
+        if self.cfg.binary_activations:  # the file's step convs
+            p = self._step(0, patches)
+            h = self._step(1, p)
         else:
             p = self._conv(0, patches, relu=True)
             h = self._conv(1, p, relu=True)

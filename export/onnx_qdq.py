@@ -5,16 +5,19 @@ the same scale and zero point, and every kernel an int8 initializer dequantized 
 channel (a binary kernel is int8 +-127 times alpha_o / 127: exactly +-alpha_o)::
 
     x     = DQ(Q(state; S, Zs))                       # inputs float32 NCHW, on the int8 grid
-    alive = Cast(Greater(x[:, :1], 0.1))
+    alive = QDQ(Conv1x1(x[:, :1]; DQ(1), b0); alive)  # a step conv (exact 0/1)
     p     = QDQ(Relu(Conv3x3(x; DQ(W1), b1)); conv 1 output)
     h     = QDQ(Relu(Conv1x1(p; DQ(W2), b2)); conv 2 output)
-                                                      # ban/bnn: no Relu; p and h pass
-                                                      # QDQ(Cast(GreaterOrEqual(., 0))) (exact 0/1)
+                                                      # ban/bnn: no Relu, step convs (exact 0/1)
     ds    = QDQ(Conv1x1(h; DQ(W3), b3); conv 3 output)
     m     = QDQ(QDQ(ds * fire; mul 1) * alive; mul 2)
     out   = Concat(x[:, :1], QDQ(x[:, 1:] + m; add))  # float32, on the int8 grid
 
-Biases are the int32 biases times ``S_in * S_w[o]``. Inputs and outputs are float32 like the
+Biases are the int32 biases times ``S_in * S_w[o]``. A step conv (``firmware_sim.int8.is_step``:
+the 0/1 tensors, no comparison op) is written with kernel scales that make one accumulator unit
+``STEP_UNITS`` output units and its bias lowered by half a unit, so its QuantizeLinear saturates
+to -128 for every acc <= 0 and to 127 for every acc >= 1 even with float32 rounding in the conv
+(error far below half a unit). Every tensor is int8 between Q and DQ. Inputs and outputs are float32 like the
 ``onnx`` export (``state`` [B, C, H, W], ``fire`` [B, 1, H, W], ``next_state``), so the same
 host loop runs it; ONNX Runtime executes the Q/DQ pairs (it may fuse them into integer
 kernels). Dynamic batch and grid. Accuracy is checked against the fake-quant model
@@ -25,13 +28,19 @@ from __future__ import annotations
 
 import numpy as np
 
-OPSET = 17
+OPSET = 19  # the lowest opset whose DequantizeLinear onnx.reference.ReferenceEvaluator runs
+STEP_UNITS = 1000.0  # output units per accumulator unit in a step conv (saturates from +-0.5 units)
 
 
 def onnx_qdq_bytes(q: dict, cfg, record: str = "") -> bytes:
     """``q``: the quantization dict of ``export.int8_graph.quantization``."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
+
+    from firmware_sim import int8
+
+    params = int8.derive(q)
+    steps = [int8.is_step(c) for c in (params.conv1, params.conv2, params.conv3)]
 
     c = cfg.channels
     nodes, inits = [], []
@@ -53,36 +62,37 @@ def onnx_qdq_bytes(q: dict, cfg, record: str = "") -> bytes:
     big = const("big", [np.iinfo(np.int64).max], np.int64)
     nodes.append(helper.make_node("Slice", [state, starts0, ends1, axes1], ["pixel"]))
     nodes.append(helper.make_node("Slice", [state, ends1, big, axes1], ["mutable"]))
-    nodes.append(helper.make_node("Greater", ["pixel", const("threshold", np.float32(cfg.alive_threshold))], ["alive_b"]))
-    nodes.append(helper.make_node("Cast", ["alive_b"], ["alive"], to=TensorProto.FLOAT))
-    x, s_in = state, float(q["state"][0])
-    for i, conv in enumerate(q["convs"], start=1):
-        w = np.asarray(conv["weight"], np.int8).transpose(0, 3, 1, 2)  # OHWI -> OIHW
-        ws = np.asarray(conv["weight_scales"], np.float32)
-        wq = const(f"w{i}.q", w)
-        nodes.append(helper.make_node("DequantizeLinear", [wq, const(f"w{i}.scale", ws), const(f"w{i}.zero", np.zeros(len(ws), np.int8))],
-                                      [f"w{i}"], axis=0))
-        bias = const(f"b{i}", (np.asarray(conv["bias"], np.float64) * s_in * ws.astype(np.float64)).astype(np.float32))
+
+    def conv(x, c: dict, s_in: float, name: str, step: bool, relu: bool) -> str:
+        w = np.asarray(c["weight"], np.int8).transpose(0, 3, 1, 2)  # OHWI -> OIHW
+        ws = np.asarray(c["weight_scales"], np.float64)
+        bias = np.asarray(c["bias"], np.float64)
+        if step:  # one accumulator unit = STEP_UNITS output units; the step between acc 0 and 1
+            ws = np.full(len(ws), STEP_UNITS * float(np.float32(c["output"][0])) / s_in)
+            bias = bias - 0.5
+        ws = ws.astype(np.float32)
+        nodes.append(helper.make_node("DequantizeLinear", [const(f"{name}.wq", w), const(f"{name}.wscale", ws),
+                                                           const(f"{name}.wzero", np.zeros(len(ws), np.int8))],
+                                      [f"{name}.w"], axis=0))
+        b = const(f"{name}.b", (bias * s_in * ws.astype(np.float64)).astype(np.float32))
         pad = (w.shape[2] - 1) // 2
-        nodes.append(helper.make_node("Conv", [x, f"w{i}", bias], [f"conv{i}"], pads=[pad] * 4))
-        y = f"conv{i}"
-        if conv["relu"]:
-            nodes.append(helper.make_node("Relu", [y], [f"relu{i}"]))
-            y = f"relu{i}"
-        x = qdq(y, *conv["output"], f"a{i}")
-        s_in = float(conv["output"][0])
-        if q.get("binary") and i <= 2:  # the 0/1 step of the int8 pre-activation, as the file's comparison chain
-            b = q["binary"][i - 1]
-            value, s_c, z_c = b["const"]
-            op = "Greater" if b["strict"] else "GreaterOrEqual"
-            nodes.append(helper.make_node(op, [x, const(f"t{i}", np.float32((value - z_c) * s_c))], [f"step{i}_b"]))
-            nodes.append(helper.make_node("Cast", [f"step{i}_b"], [f"step{i}"], to=TensorProto.FLOAT))
-            x = qdq(f"step{i}", *b["output"], f"h{i}")
-            s_in = float(b["output"][0])
+        nodes.append(helper.make_node("Conv", [x, f"{name}.w", b], [f"{name}.conv"], pads=[pad] * 4))
+        y = f"{name}.conv"
+        if relu and not step:
+            nodes.append(helper.make_node("Relu", [y], [f"{name}.relu"]))
+            y = f"{name}.relu"
+        return qdq(y, *c["output"], name)
+
+    s_state = float(q["state"][0])
+    alive = conv("pixel", q["alive"], s_state, "alive", step=True, relu=False)
+    x, s_in = state, s_state
+    for i, layer in enumerate(q["convs"], start=1):
+        x = conv(x, layer, s_in, f"conv{i}", step=steps[i - 1], relu=bool(layer["relu"]))
+        s_in = float(layer["output"][0])
     fire = qdq("fire", *q["fire"], "fire_q")
     nodes.append(helper.make_node("Mul", [x, fire], ["m1raw"]))
     m1 = qdq("m1raw", *q["muls"][0], "m1")
-    nodes.append(helper.make_node("Mul", [m1, "alive"], ["m2raw"]))
+    nodes.append(helper.make_node("Mul", [m1, alive], ["m2raw"]))
     m2 = qdq("m2raw", *q["muls"][1], "m2")
     nodes.append(helper.make_node("Add", ["mutable", m2], ["sumraw"]))
     new = qdq("sumraw", *q["add"], "new")
@@ -94,7 +104,7 @@ def onnx_qdq_bytes(q: dict, cfg, record: str = "") -> bytes:
          helper.make_tensor_value_info("fire", TensorProto.FLOAT, ["batch", 1, "height", "width"])],
         [helper.make_tensor_value_info("next_state", TensorProto.FLOAT, dims)], inits)
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="nca-edge")
-    proto.ir_version = 8
+    proto.ir_version = 9  # opset 19
     proto.doc_string = f"one CA step of the {cfg.quant} self-classifying MNIST CA, int8 Q/DQ (nca-edge)"
     if record:
         helper.set_model_props(proto, {"nca_edge": record})

@@ -3,15 +3,17 @@
 ``tflite-int8`` (full integer): the same graph converted with a representative dataset of
 real CA trajectories (``export.calibrate``); int8 state in and out with one shared scale
 and zero point (the converter gives the concatenated next state the input's parameters), so
-the host loop stays in integers. The integer ops it contains (STRIDED_SLICE, GREATER, CAST,
-QUANTIZE, CONV_2D per-channel, MUL, ADD, CONCATENATION) are what ``firmware_sim`` models.
+the host loop stays in integers. The converter's graph is then made integer-only
+(``export.integer_only``: its comparison chains become saturating step convolutions), so the
+file holds int8 and int32 tensors only, in STRIDED_SLICE, CONV_2D (per-channel), MUL, ADD and
+CONCATENATION: what ``firmware_sim`` models, TFLite Micro runs and vela puts on an Ethos-U NPU.
 
 Binary activations (ban, bnn) are not converted from the Larq mirror (its ``ste_sign`` has no
 integer kernel) but from ``int8_keras_step``: plain convolutions with the model's effective
 kernels (binary ones as +-alpha_o, stored exactly as +-127 per channel) and each binary
 activation written as the 0/1 step ``[x >= 0]`` (``[x > 0]`` for heaviside), which the converter
 turns into GREATER_EQUAL -> CAST -> QUANTIZE (an exact {0, 1} int8 tensor: scale 1/255, zero
-point -128). sign(x) = 2 [x >= 0] - 1 is folded into the next layer: W . sign(x) + b =
+point -128), which ``export.integer_only`` then replaces by the conv itself, saturating. sign(x) = 2 [x >= 0] - 1 is folded into the next layer: W . sign(x) + b =
 (2W) . [x >= 0] + (b - sum W). The training's fixed-point state (``state_frac_bits``) is not
 imposed: the int8 state takes the calibrated scale, as for every variant.
 
@@ -125,7 +127,10 @@ def tflite_int8_bytes(model: CAModel, samples, height: int = 28, width: int = 28
 
     with warnings.catch_warnings():  # "Statistics for quantized inputs were expected": the converter's own
         warnings.simplefilter("ignore", UserWarning)  # calibration covers the inputs
-        return _quiet(converter.convert)
+        converted = _quiet(converter.convert)
+    from .integer_only import integer_only
+
+    return integer_only(converted)
 
 
 def with_record(flatbuffer: bytes, record: bytes) -> bytes:

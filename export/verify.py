@@ -63,7 +63,7 @@ def _interpreter(path: str, runtime: str, reference: bool, keep: bool = False):
     elif runtime == "litert":
         from ai_edge_litert import interpreter as tfl
     else:
-        raise NCAEdgeError(f"verify runs int8 TFLite files in tflite-runtime or litert, not {runtime!r}")
+        raise NCAEdgeError(f"verify runs int8 TFLite files in tflite-runtime, litert or tflm, not {runtime!r}")
     kw = {"experimental_op_resolver_type": tfl.OpResolverType.BUILTIN_REF} if reference else {}
     if keep:
         kw["experimental_preserve_all_tensors"] = True
@@ -100,9 +100,13 @@ def verify(path: str, runtime: str = "litert", reference: bool = True, digits: i
 
     record = artifact_config(path)
     ca = record["config"]["ca"]
-    it = _interpreter(path, runtime, reference)
-    rt = _TFLiteStep(it)
-    params = int8.derive(quantization(_interpreter(path, runtime, reference=True)))  # the file's parameters
+    if runtime == "tflm":  # TFLite Micro: reference kernels only; the parameters read with litert
+        from .tflm import TFLMStep, arena_bytes
+
+        rt, reader = TFLMStep(path), "litert"
+    else:
+        rt, reader = _TFLiteStep(_interpreter(path, runtime, reference)), runtime
+    params = int8.derive(quantization(_interpreter(path, reader, reference=True)))  # the file's parameters
     d = load_digits(dataset)
     images = d.test_x[:digits]
     n = len(images)
@@ -113,6 +117,8 @@ def verify(path: str, runtime: str = "litert", reference: bool = True, digits: i
         raise NCAEdgeError(f"{path} is exported for a {h}x{w} grid; the test digits are {images.shape[1]}x{images.shape[2]}")
     res = VerifyResult(runtime=runtime, kernels="reference" if reference else "optimized", digits=n, steps=steps,
                        batch=rt.batch, meta={"variant": ca["quant"], "alive_min": params.alive_min})
+    if runtime == "tflm":
+        res.meta["arena_bytes"] = arena_bytes(path)
     bsz = rt.batch
     for start in range(0, n, bsz):
         ids = np.arange(start, min(start + bsz, n))
@@ -134,7 +140,8 @@ def verify(path: str, runtime: str = "litert", reference: bool = True, digits: i
             if diff is not None:
                 if res.first is None:
                     res.first = _mismatch(diff, a, b, ids, t)
-                    res.first["layer"] = _diverging_layer(path, runtime, reference, params, prev, fire, fire_q)
+                    res.first["layer"] = ("not located (TFLM's arena reuses intermediate tensors)" if runtime == "tflm"
+                                          else _diverging_layer(path, runtime, reference, params, prev, fire, fire_q))
                 b = a.copy()
             if progress is not None:
                 progress(real)
@@ -209,8 +216,10 @@ def _diverging_layer(path, runtime, reference, params, prev, fire, fire_q) -> st
     trace: dict = {}
     int8.step(params, prev, fire, trace)
     ops = it._get_ops_details()
+    slices = {int(o["outputs"][0]) for o in ops if o["op_name"] == "STRIDED_SLICE"}  # the alive conv reads one
+    layer_ops = [o for o in ops if o["op_name"] in ("CONV_2D", "MUL", "ADD") and int(o["inputs"][0]) not in slices]
     outs = {}
-    for name, op in zip(LAYERS, [o for o in ops if o["op_name"] in ("CONV_2D", "MUL", "ADD")]):
+    for name, op in zip(LAYERS, layer_ops):
         outs[name] = it.get_tensor(int(op["outputs"][0]))
     cells = trace.get("cells")
     for name in LAYERS:

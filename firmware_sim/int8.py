@@ -4,14 +4,12 @@ This module *is* the integer semantics of the ``tflite-int8`` step (docs/integer
 explains each line). A state is int8 NHWC ``[B, H, W, C]`` with one scale ``S`` and zero point
 ``Zs`` (real value ``S * (q - Zs)``); channel 0 is the grey pixel. One step::
 
-    alive  = pixel >= alive_min                          # GREATER(pixel, threshold), see derive()
+    alive  = pixel >= alive_min                          # a 1x1 step conv on the pixel, see derive()
     p      = conv(state; conv1)                          # 3x3, SAME (out-of-grid = zero point)
-    p      = p >= act1.min_q ? act1.on : act1.off        # binary activations (ban, bnn) only
     h      = conv(p; conv2)                              # 1x1
-    h      = h >= act2.min_q ? act2.on : act2.off        # binary activations (ban, bnn) only
     ds     = conv(h; conv3)                              # 1x1
     m      = mul(ds, fire ? fire_on : fire_off; mul1)    # the fire mask, an int8 input
-    m      = mul(m, alive ? alive_on : alive_off; mul2)  # CAST + QUANTIZE of the alive bool
+    m      = mul(m, alive ? alive_on : alive_off; mul2)  # the alive mask as int8 (127 / -128)
     state' = concat(pixel, add(state[..., 1:], m; add))
 
 Each op, exactly as TFLite's reference kernels (``reference_integer_ops``) compute it; all
@@ -23,10 +21,13 @@ values int32 unless noted, ``mbqm`` = ``fixedpoint.multiply_by_quantized_multipl
     add:   a'     = mbqm((a - Za) << 20, Ma, sa);  b' = mbqm((b - Zb) << 20, Mb, sb)
            y      = clamp(mbqm(a' + b', Mo, so) + Zout, -128, 127)
 
-A binary activation is TFLite's GREATER_EQUAL (GREATER for heaviside) of the int8 pre-activation
-with the quantized constant 0, a CAST of the bool and a QUANTIZE of 0.0 / 1.0: monotonic in the
-int8 input, so one threshold ``min_q`` and two int8 outputs (the exporter folds sign into the 0/1
-step: W . sign(x) + b = 2W . [x >= 0] + b - sum W, docs/export.md).
+The graph is integer-only: every tensor is int8 (biases int32). A 0/1 step (the alive mask;
+the binary activations of ban and bnn) is a conv whose requantization saturates: output zero
+point -128, multiplier M >= 255 (``is_step``), so its int8 output is -128 (real 0) for every
+``acc <= 0`` and 127 (real 1) for every ``acc >= 1``: the step [acc >= 1] on the exact int32
+accumulator (``export.integer_only`` writes it; sign's ``>=`` is a +1 in the bias, and the
+exporter folds sign into the 0/1 step: W . sign(x) + b = 2W . [x >= 0] + b - sum W,
+docs/export.md). ``act1`` / ``act2`` mark such convs (their two values), for the packed path.
 
 A cell that does not fire (or is dead) gets ``(fire_q - Zfire) = 0`` (``(alive_q - Zalive) =
 0``) in the first (second) MUL, so its ``m`` is the MUL's zero point whatever ``ds`` was: the
@@ -66,7 +67,9 @@ class Conv:
 
 @dataclass(frozen=True)
 class Threshold:
-    """A binary activation on an int8 tensor: ``on`` where ``q >= min_q``, else ``off`` (int8 values)."""
+    """A binary activation: a step conv's output is ``on`` where ``q >= min_q``, else ``off`` (int8
+    values; ``derive`` sets min_q = off + 1, on = 127, off = -128). The packed path (``xnor``)
+    turns it into a threshold on the int32 accumulator."""
 
     min_q: int  # 128: never on
     on: int
@@ -159,8 +162,8 @@ def firing_update(params: Int8Step, patches: np.ndarray, trace: dict | None = No
     """The MUL chain's output ``m`` [N, C-1] for N alive, firing cells, from their 3x3
     neighbourhoods [N, 3, 3, C] (int32 values of int8 states)."""
     p = _conv(patches, params.conv1)
-    h = _conv(_threshold(p, params.act1), params.conv2)
-    ds = _conv(_threshold(h, params.act2), params.conv3)
+    h = _conv(p, params.conv2)  # a step conv's output already is the binary activation (is_step)
+    ds = _conv(h, params.conv3)
     m1 = _mul(ds, np.int32(params.fire_on), params.mul1)
     m = _mul(m1, np.int32(params.alive_on), params.mul2)
     if trace is not None:
@@ -188,12 +191,6 @@ def _conv(inputs: np.ndarray, c: Conv) -> np.ndarray:
     acc = (inputs.reshape(n, -1) - np.int32(c.input_zero)) @ w.T + c.bias.astype(np.int32)
     y = mbqm(acc, c.multiplier, c.shift) + c.output_zero
     return np.clip(y, c.act_min, c.act_max).astype(np.int32)
-
-
-def _threshold(x: np.ndarray, t: Threshold | None) -> np.ndarray:
-    if t is None:
-        return x
-    return np.where(x >= t.min_q, np.int32(t.on), np.int32(t.off)).astype(np.int32)
 
 
 def _mul(a, b, p: Mul) -> np.ndarray:
@@ -226,10 +223,16 @@ def accumulator_bounds(params: Int8Step) -> dict[str, int]:
 
 
 def check_bounds(params: Int8Step) -> None:
-    """Raise OverflowError if any layer's worst case does not fit int32 (the declared width)."""
-    for name, bound in accumulator_bounds(params).items():
+    """Raise OverflowError if any layer's worst case does not fit int32 (the declared width),
+    also after a conv's requantization left shift (``acc << max(shift, 0)``, as TFLite computes it)."""
+    bounds = accumulator_bounds(params)
+    for name, bound in bounds.items():
         if bound > 2**31 - 1:
             raise OverflowError(f"{name}: worst-case accumulator {bound} does not fit int32")
+    for name, c in (("conv1", params.conv1), ("conv2", params.conv2), ("conv3", params.conv3)):
+        left = max(0, int(np.max(c.shift)))
+        if bounds[name] << left > 2**31 - 1:
+            raise OverflowError(f"{name}: worst-case accumulator {bounds[name]} << {left} does not fit int32")
 
 
 def seed(params: Int8Step, grey: np.ndarray) -> np.ndarray:
@@ -267,15 +270,17 @@ def derive(q: dict) -> Int8Step:
 
     ``q`` (plain numbers; scales as float32 values)::
 
-        state: (scale, zero)               the state tensor (input and output)
-        alive_const: (value, scale, zero)  GREATER's int8 constant (the alive threshold)
-        alive_q: (scale, zero)             QUANTIZE's output (the alive mask as int8)
-        fire: (scale, zero)                the fire input
+        state: (scale, zero)   the state tensor (input and output)
+        alive: {weight int8 [1, 1, 1, 1], weight_scales [1], bias int32 [1], output (scale, zero)}:
+                               the 1x1 CONV_2D pixel -> alive mask (a saturating step)
+        fire:  (scale, zero)   the fire input
         convs: 3 x {weight int8 OHWI, weight_scales [O], bias int32 [O], output (scale, zero), relu}
-        binary: None, or 2 x {const: (value, scale, zero), strict, output: (scale, zero)}: the binary
-                activation after convs 1 and 2 (comparison constant, > instead of >=, QUANTIZE's output)
-        muls: 2 x (scale, zero)            outputs of MUL(ds, fire) and MUL(., alive)
-        add: (scale, zero)                 output of ADD(state[1:], m)
+        muls:  2 x (scale, zero)  outputs of MUL(ds, fire) and MUL(., alive)
+        add:   (scale, zero)   output of ADD(state[1:], m)
+
+    A conv whose requantization saturates (``is_step``: output zero point -128 and every
+    channel's ``MBQM(1) >= 255``) writes a binary activation: -128 for acc <= 0, 127 for
+    acc >= 1; ``act1`` / ``act2`` then record its two values (ban, bnn).
 
     Offline only (runs once per model): real multipliers are computed in double precision from
     the float32 scales, in TFLite's order of operations, then turned into Q31 integers.
@@ -283,31 +288,21 @@ def derive(q: dict) -> Int8Step:
     f32 = lambda v: float(np.float32(v))  # noqa: E731
     s_state, z_state = f32(q["state"][0]), int(q["state"][1])
     convs, in_scale, in_zero = [], s_state, z_state
-    binary = (q.get("binary") or [None, None]) + [None]  # after conv1, conv2; never after conv3
     acts: list[Threshold | None] = [None, None]
-    for i, (c, b) in enumerate(zip(q["convs"], binary)):
-        w = np.asarray(c["weight"], np.int8)
-        ws = np.asarray(c["weight_scales"], np.float32)
-        s_out, z_out = f32(c["output"][0]), int(c["output"][1])
-        mult, shift = zip(*(quantize_multiplier(in_scale * float(s) / s_out) for s in ws))
-        act_min = max(-128, z_out) if c["relu"] else -128
-        convs.append(Conv(weight=w, bias=np.asarray(c["bias"], np.int32), multiplier=np.array(mult, np.int32),
-                          shift=np.array(shift, np.int32), input_zero=in_zero, output_zero=z_out,
-                          act_min=act_min, act_max=127))
-        in_scale, in_zero = s_out, z_out
-        if b is not None:  # GREATER_EQUAL(x, constant) -> CAST -> QUANTIZE: the next conv reads QUANTIZE's output
-            value, s_c, z_c = int(b["const"][0]), f32(b["const"][1]), int(b["const"][2])
-            s_q, z_q = f32(b["output"][0]), int(b["output"][1])
-            acts[i] = Threshold(min_q=_compare_min(s_out, z_out, value, s_c, z_c, strict=bool(b["strict"])),
-                                on=_quantize_one(s_q, z_q), off=z_q)
-            in_scale, in_zero = s_q, z_q
+    for i, c in enumerate(q["convs"]):
+        conv = _conv_params(c, in_scale, in_zero, relu=bool(c["relu"]))
+        if i < 2 and is_step(conv):
+            acts[i] = Threshold(min_q=conv.output_zero + 1, on=127, off=conv.output_zero)
+        convs.append(conv)
+        in_scale, in_zero = f32(c["output"][0]), int(c["output"][1])
 
     def mul(s1, z1, s2, z2, out) -> Mul:
         m, sh = quantize_multiplier(s1 * s2 / f32(out[0]))
         return Mul(in1_zero=z1, in2_zero=z2, output_zero=int(out[1]), multiplier=m, shift=sh)
 
     s_fire, z_fire = f32(q["fire"][0]), int(q["fire"][1])
-    s_alive, z_alive = f32(q["alive_q"][0]), int(q["alive_q"][1])
+    alive_conv = _conv_params(q["alive"], s_state, z_state, relu=False)
+    s_alive, z_alive = f32(q["alive"]["output"][0]), int(q["alive"]["output"][1])
     (s_m1, z_m1), (s_m2, z_m2) = ((f32(s), int(z)) for s, z in q["muls"])
     mul1 = mul(in_scale, in_zero, s_fire, z_fire, (s_m1, z_m1))
     mul2 = mul(s_m1, z_m1, s_alive, z_alive, (s_m2, z_m2))
@@ -320,25 +315,54 @@ def derive(q: dict) -> Int8Step:
     add = Add(in1_zero=z_state, in2_zero=z_m2, output_zero=z_add, in1_multiplier=m_a, in1_shift=sh_a,
               in2_multiplier=m_b, in2_shift=sh_b, out_multiplier=m_o, out_shift=sh_o)
 
-    value, s_c, z_c = int(q["alive_const"][0]), f32(q["alive_const"][1]), int(q["alive_const"][2])
-    params = Int8Step(state_zero=z_state, pixel_lut=_pixel_lut(s_state, z_state),
-                      alive_min=_alive_min(s_state, z_state, value, s_c, z_c),
-                      fire_on=_quantize_one(s_fire, z_fire), fire_off=z_fire,
-                      alive_on=_quantize_one(s_alive, z_alive), alive_off=z_alive,
+    alive_min, alive_on, alive_off = _alive(alive_conv)
+    params = Int8Step(state_zero=z_state, pixel_lut=_pixel_lut(s_state, z_state), alive_min=alive_min,
+                      fire_on=_quantize_one(s_fire, z_fire), fire_off=z_fire, alive_on=alive_on, alive_off=alive_off,
                       conv1=convs[0], conv2=convs[1], conv3=convs[2], mul1=mul1, mul2=mul2, add=add,
                       act1=acts[0], act2=acts[1])
     check_bounds(params)
     return params
 
 
-def _alive_min(s_pixel: float, z_pixel: int, value: int, s_const: float, z_const: int) -> int:
-    """The smallest int8 pixel that TFLite's GREATER(pixel, constant) calls alive (128: none)."""
-    return _compare_min(s_pixel, z_pixel, value, s_const, z_const, strict=True)
+def _conv_params(c: dict, in_scale: float, in_zero: int, relu: bool) -> Conv:
+    """A conv's integers: multipliers S_in * S_w[o] / S_out in double from float32 scales."""
+    ws = np.asarray(c["weight_scales"], np.float32)
+    s_out, z_out = float(np.float32(c["output"][0])), int(c["output"][1])
+    mult, shift = zip(*(quantize_multiplier(in_scale * float(s) / s_out) for s in ws))
+    return Conv(weight=np.asarray(c["weight"], np.int8), bias=np.asarray(c["bias"], np.int32),
+                multiplier=np.array(mult, np.int32), shift=np.array(shift, np.int32), input_zero=in_zero,
+                output_zero=z_out, act_min=max(-128, z_out) if relu else -128, act_max=127)
 
 
-def _compare_min(s_x: float, z_x: int, value: int, s_const: float, z_const: int, strict: bool) -> int:
+def is_step(c: Conv) -> bool:
+    """Whether the conv's requantization is the step [acc >= 1]: -128 for every acc <= 0 and 127
+    for every acc >= 1 (output zero point -128, every channel's MBQM(1) >= 255; MBQM is
+    monotonic, so the two ends decide)."""
+    if c.output_zero != -128 or np.any(c.multiplier <= 0):
+        return False
+    one = mbqm(np.ones(len(c.multiplier), np.int64), c.multiplier, c.shift)
+    zero = mbqm(np.zeros(len(c.multiplier), np.int64), c.multiplier, c.shift)
+    return bool(np.all(one >= 255) and np.all(zero == 0))
+
+
+def _alive(c: Conv) -> tuple[int, int, int]:
+    """(alive_min, on, off) of the alive conv: the smallest int8 pixel it turns on (128: none) and
+    its two output values, found by evaluating all 256 pixels (it must be a monotonic step)."""
+    qs = np.arange(-128, 128, dtype=np.int32)[:, None]
+    y = _conv(qs, c)[:, 0]
+    on, off = 127, c.output_zero
+    if not is_step(c) or np.any((y != on) & (y != off)):
+        raise ValueError("the alive conv is not a saturating step")
+    hits = np.nonzero(y == on)[0]
+    if len(hits) and not np.all(y[hits[0]:] == on):
+        raise ValueError("the alive conv is not monotonic")
+    return (int(qs[hits[0], 0]) if len(hits) else 128), on, off
+
+
+def compare_min(s_x: float, z_x: int, value: int, s_const: float, z_const: int, strict: bool) -> int:
     """The smallest int8 q for which TFLite's GREATER (strict) or GREATER_EQUAL(x, constant) is
-    true (128: none).
+    true (128: none). Offline: the exporter turns the converter's comparison into a step conv
+    with this threshold (``export.integer_only``).
 
     The comparison rescales both sides to a common fixed point (reference ComparisonWithScaling)::
 

@@ -294,6 +294,40 @@ def compare(models, fmt, digits, mask_seed, plot_path, verbose, no_progress, no_
         click.echo(f"wrote {plot_path}", err=True)
 
 
+@main.command("deploy-report")
+@click.argument("models", nargs=-1)
+@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv", "json"]), default="table", show_default=True)
+@click.option("--no-progress", is_flag=True)
+def deploy_report(models, fmt, no_progress):
+    """What each model costs where microcontroller users deploy it. MODELS: checkpoints or shipped
+    names (default: all shipped).
+
+    Per model, from its tflite-int8 step (28x28, batch 1) and its C export: the file's bytes and
+    non-integer tensors (none), TensorFlow Lite Micro's arena, vela's compilation for an Arm
+    Ethos-U55-128 (operators on the NPU / CPU, SRAM, flash, cycles per step, milliseconds per
+    200-step classification at vela's 500 MHz), and the C firmware's Cortex-M4 flash and RAM.
+    A tool that is not installed (tflite-micro, ethos-u-vela, arm-none-eabi-gcc) leaves its
+    columns empty and says so.
+    """
+    from export.deploy import deploy_row, render
+    from export.compare import default_models
+
+    names = list(models) or default_models()
+    if not names:
+        raise NCAEdgeError("no models given and none shipped")
+    rows, notes = [], []
+    from tqdm import tqdm
+
+    with tqdm(total=len(names), unit="model", desc="deploy-report", disable=no_progress, dynamic_ncols=True) as bar:
+        for name in names:
+            row, n = deploy_row(name, progress=bar.update)
+            rows.append(row)
+            notes += [m for m in n if m not in notes]
+    click.echo(render(rows, fmt))
+    for m in notes:
+        click.echo(f"note: {m}", err=True)
+
+
 def _grid(value: str) -> tuple[int, int]:
     try:
         h, w = (int(v) for v in value.lower().split("x"))
@@ -345,7 +379,9 @@ def export_cmd(model, fmt, all_formats, out, force, grid, batch):
 @click.option("--mutate-at", type=click.IntRange(min=0), default=200, show_default=True,
               help="Swap every digit at this step (0: never).")
 @click.option("--mask-seed", type=int, default=0, show_default=True, help="Seed of the fire-mask PRNG.")
-@click.option("--runtime", type=click.Choice(["litert", "tflite-runtime"]), default="litert", show_default=True)
+@click.option("--runtime", type=click.Choice(["litert", "tflite-runtime", "tflm"]), default="litert", show_default=True,
+              help="int8 .tflite files: ai-edge-litert, tflite-runtime, or TensorFlow Lite for Microcontrollers "
+                   "(pip tflite-micro; also reports its arena).")
 @click.option("--optimized", is_flag=True,
               help="Use the runtime's default (optimized, XNNPACK) kernels instead of its reference kernels: "
                    "measures how often they differ from the reference semantics.")
@@ -376,8 +412,12 @@ def verify_cmd(artifact, digits, steps, mutate_at, mask_seed, runtime, optimized
         r = verify_packed(str(artifact), digits, steps, mutate_at or None, mask_seed)
         what = f"{r.meta['variant']} {r.runtime}"
     else:
+        if runtime == "tflm" and optimized:
+            raise NCAEdgeError("--optimized: TFLite Micro has its reference kernels only")
         r = verify_in_child(artifact, runtime, not optimized, digits, steps, mutate_at or None, mask_seed)
         what = f"{r.meta['variant']} int8 in {runtime} ({r.kernels} kernels)"
+        if "arena_bytes" in r.meta:
+            what += f", arena {r.meta['arena_bytes']:,} bytes"
     click.echo(f"{artifact}: {what} vs firmware_sim: "
                f"{r.digits} digits x {r.steps} steps, {r.values_compared:,} values (steps x cells x channels) compared")
     if r.bit_exact:

@@ -39,37 +39,12 @@ from export.report import command, publish  # noqa: E402
 
 import export  # noqa: E402
 from export.runtimes import TFLiteRunner  # noqa: E402
+from export.deploy import GRID_FLAGS, m4_footprint  # noqa: E402
 from export.verify_c import build, toolchain_missing, verify_c  # noqa: E402
 from firmware_sim import blob, int8  # noqa: E402
 from firmware_sim.prng import fire_mask, fire_threshold  # noqa: E402
 from nca_edge.checkpoint import default_models  # noqa: E402
 from nca_edge.data import load_digits, to_float  # noqa: E402
-
-GRID_FLAGS = "-DNCA_MAX_WIDTH=28 -DNCA_MAX_CHANNELS=20"
-
-
-def m4_footprint(src: Path, channels: int) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        for f in src.iterdir():
-            shutil.copy(f, tmp / f.name)
-        flags = ("-mcpu=cortex-m4 -mthumb -mfloat-abi=soft -std=c99 -Wall -Wextra -Werror -O2 -ffunction-sections "
-                 f"-fdata-sections -fstack-usage {GRID_FLAGS}").split()
-        for name in ("nca_step", "nca_model"):
-            subprocess.run(["arm-none-eabi-gcc", *flags, "-c", f"{name}.c", "-o", f"{name}.o"], cwd=tmp, check=True)
-        out = subprocess.run(["arm-none-eabi-size", "-A", "nca_step.o", "nca_model.o"], cwd=tmp, check=True,
-                             capture_output=True, text=True).stdout
-        sizes = {"text": 0, "rodata": 0, "bss": 0, "data": 0}
-        for line in out.splitlines():
-            m = re.match(r"\.(text|rodata|bss|data)\S*\s+(\d+)", line.strip())
-            if m:
-                sizes[m.group(1)] += int(m.group(2))
-        frames = [int(v.split("\t")[1]) for v in (tmp / "nca_step.su").read_text().splitlines() if v.strip()]
-    state = 28 * 28 * channels
-    return {"flash_bytes": sizes["text"] + sizes["rodata"] + sizes["data"], "text": sizes["text"],
-            "rodata": sizes["rodata"], "bss": sizes["bss"], "stack_bound": sum(frames),
-            "ram_28x28_bytes": state + sizes["bss"] + sizes["data"] + sum(frames)}
-
 
 def callgrind_per_cell(exe: Path, work: Path, channels: int, steps: int = 50) -> float:
     out = work / "cg.out"

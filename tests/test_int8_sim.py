@@ -82,20 +82,20 @@ def _params(int8_file):
 
 
 @pytest.mark.parametrize("variant", ["ban", "bnn"])
-def test_binary_activations_are_int8_thresholds_with_two_exact_outputs(int8_files, variant):
-    """GREATER_EQUAL -> CAST -> QUANTIZE after conv1 and conv2: {0, 1} held exactly as -128 / 127,
-    and the next convolution reads that tensor's zero point."""
+def test_binary_activations_are_saturating_step_convs_with_two_exact_outputs(int8_files, variant):
+    """conv1 and conv2 of a binary-activation model write {0, 1} themselves: -128 for every
+    accumulator <= 0 and 127 for every accumulator >= 1 (no comparison op), and the next
+    convolution reads that tensor's zero point."""
     p = _params(int8_files[variant])
     assert p.act1 is not None and p.act2 is not None
     for act, nxt, prev in ((p.act1, p.conv2, p.conv1), (p.act2, p.conv3, p.conv2)):
         assert (act.on, act.off) == (127, -128) and nxt.input_zero == act.off
-        assert prev.act_min == -128 and prev.act_max == 127  # no fused ReLU before a binary activation
-        # the comparison with 0 is "q >= zero point" (the constant is the pre-activation's 0.0)
-        assert act.min_q == prev.output_zero
-    x = np.arange(-128, 128, dtype=np.int32)
-    y = int8._threshold(x, p.act1)
-    assert set(np.unique(y)) == {-128, 127} and np.all((y == 127) == (x >= p.act1.min_q))
-    assert _params(int8_files["float"]).act1 is None
+        assert int8.is_step(prev) and prev.output_zero == -128
+        acc = np.array([-(1 << 20), -5000, -1, 0, 1, 2, 5000, 1 << 20], np.int64)[:, None]
+        y = np.clip(multiply_by_quantized_multiplier(acc, prev.multiplier, prev.shift) + prev.output_zero, -128, 127)
+        assert np.all(y[acc[:, 0] <= 0] == -128) and np.all(y[acc[:, 0] >= 1] == 127)
+    float_params = _params(int8_files["float"])
+    assert float_params.act1 is None and not int8.is_step(float_params.conv1) and not int8.is_step(float_params.conv2)
 
 
 def test_a_resting_cell_keeps_its_state_exactly(int8_files):
@@ -472,3 +472,101 @@ def test_protocol_run_reports_each_digits_total_agreement_at_the_last_step(int8_
     assert agreeing(np.array([[[1, 2], [1, 1]]]), np.array([[[True, False], [True, True]]])).tolist() == [True]
     assert agreeing(np.array([[[1, 2]]]), np.array([[[True, True]]])).tolist() == [False]
     assert agreeing(np.array([[[1, 1]]]), np.zeros((1, 1, 2), bool)).tolist() == [False]  # no alive cell
+
+
+# ------------------------------------------------------------------ integer-only deployment
+
+
+@pytest.mark.parametrize("variant", INT8_VARIANTS)
+def test_int8_step_is_integer_only_every_tensor_int8_or_int32(int8_files, variant):
+    """No bool or float32 tensor and no comparison, CAST or QUANTIZE: the 0/1 steps are saturating
+    convolutions (what TFLite Micro's int8 kernels and the Ethos-U NPU run)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from export.deploy import non_integer_tensors
+
+    assert non_integer_tensors(int8_files[variant]) == []
+    it = Interpreter(model_path=str(int8_files[variant]))
+    ops = sorted(o["op_name"] for o in it._get_ops_details())
+    assert ops == sorted(["STRIDED_SLICE"] * 2 + ["CONV_2D"] * 4 + ["MUL"] * 2 + ["ADD", "CONCATENATION"])
+
+
+def test_integer_only_keeps_the_kernels_and_moves_sign_into_the_bias():
+    """The rewrite keeps every int8 kernel and the converter's int32 biases, except +1 on the bias
+    of a conv followed by sign's ``>=`` ([acc >= 0] = [acc + 1 >= 1])."""
+    from unittest import mock
+
+    from tensorflow.lite.tools import flatbuffer_utils as fu
+
+    from export.calibrate import trajectory_samples
+    from export.integer_only import integer_only
+    from export.tflite_export import tflite_int8_bytes
+    from nca_edge.checkpoint import load_checkpoint, resolve_model
+    from nca_edge.data import load_digits
+
+    model, _, _ = load_checkpoint(resolve_model("bnn"))
+    samples = trajectory_samples(model, load_digits().train_x, n_digits=8, steps=24)
+    with mock.patch("export.integer_only.integer_only", side_effect=lambda data: data):  # the converter's own graph
+        raw = tflite_int8_bytes(model, samples)
+    before = fu.read_model_from_bytearray(bytearray(raw))
+    after = fu.read_model_from_bytearray(bytearray(integer_only(raw)))
+
+    def consts(m):
+        return {t.name: np.asarray(m.buffers[t.buffer].data) for t in m.subgraphs[0].tensors
+                if m.buffers[t.buffer].data is not None and (b"Conv2D" in t.name or b"BiasAdd" in t.name)}
+
+    b, a = consts(before), consts(after)
+    assert b.keys() == a.keys() and len(b) == 6
+    for name in b:
+        if b"BiasAdd" in name:
+            old, new = b[name].view(np.int32).astype(np.int64), a[name].view(np.int32).astype(np.int64)
+            sign_follows = b"perceive" in name or b"update1" in name
+            np.testing.assert_array_equal(new, old + 1 if sign_follows else old)
+        else:
+            np.testing.assert_array_equal(a[name], b[name])
+    ops = lambda m: sorted(m.operatorCodes[o.opcodeIndex].builtinCode for o in m.subgraphs[0].operators)  # noqa: E731
+    assert len(ops(before)) == 18 and len(ops(after)) == 10
+
+
+@pytest.mark.parametrize("variant", INT8_VARIANTS)
+def test_tflite_micro_runs_the_int8_step_bit_exact_and_reports_its_arena(int8_files, variant):
+    from export import tflm
+
+    if not tflm.available():
+        pytest.skip("tflite-micro is not installed (pip install tflite-micro)")
+    r = verify_in_child(int8_files[variant], "tflm", True, digits=1, steps=400, mutate_at=200)
+    assert r.bit_exact, r.first
+    # the three widest int8 activations live at once (bwn: 28x28x160 hidden); before the graph was
+    # integer-only, float32 copies of them made ban/bnn need 336,032 bytes
+    assert 32 * 1024 < r.meta["arena_bytes"] <= 224 * 1024
+
+
+def test_tflite_micro_refuses_optimized_kernels_in_one_line(int8_files):
+    res = CliRunner().invoke(main, ["verify", str(int8_files["float"]), "--runtime", "tflm", "--optimized"])
+    assert res.exit_code != 0 and "reference kernels only" in res.output and "Traceback" not in res.output
+
+
+def test_deploy_report_puts_every_operator_on_the_npu_and_names_missing_tools(monkeypatch):
+    """deploy-report's JSON row for the bnn: integer-only, TFLM arena, vela's Ethos-U55 compilation
+    with no operator left on the CPU; a tool that is absent is a note, not an error."""
+    import json
+    import shutil
+
+    from export import deploy, tflm
+
+    res = CliRunner().invoke(main, ["deploy-report", "bnn", "--format", "json", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    (row,) = json.loads(res.stdout)
+    assert row["model"] == "bnn" and row["non_integer_tensors"] == 0 and row["tflite_int8_bytes"] > 0
+    if tflm.available():
+        assert 0 < row["tflm_arena_bytes"] <= 160 * 1024
+    if deploy.vela_available():
+        assert row["vela_cpu_ops"] == 0 and row["vela_npu_ops"] >= 7 and row["vela_cycles_per_step"] > 0
+        assert row["vela_ms_per_classification"] > 0
+    if shutil.which("arm-none-eabi-gcc"):
+        assert row["c_m4_flash_bytes"] <= 32 * 1024 and row["c_m4_ram_bytes"] <= 32 * 1024
+    monkeypatch.setattr(deploy, "vela_available", lambda: False)
+    monkeypatch.setattr(deploy.shutil, "which", lambda name: None)
+    res = CliRunner().invoke(main, ["deploy-report", "float", "--no-progress"])
+    assert res.exit_code == 0 and "vela is not installed (pip install ethos-u-vela)" in res.output
+    assert "Traceback" not in res.output
