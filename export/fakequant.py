@@ -25,8 +25,8 @@ threshold that flips the unit, and the same way in every cell with the same neig
 blank cells of step 0, for one), so it is a bias, not noise. What is left between this model and
 the file is the rounding: one round-half-to-even here, TFLite's two roundings in the reference
 kernels (docs/export.md, scripts/int8_stages.py). Tensors are
-found by op order in the file (the layer CONV_2D x3, after the alive conv that reads the pixel
-slice; MUL x2, ADD x1), the graph of ``export.tflite_export.tflite_int8_bytes``.
+found by their roles in the file (``export.int8_graph.step_ops``: the three layer convolutions,
+MUL x2, ADD x1), the graph of ``export.tflite_export.tflite_int8_bytes``.
 """
 
 from __future__ import annotations
@@ -60,8 +60,9 @@ def int8_params(path) -> dict:
     tensors = {t["index"]: t for t in it.get_tensor_details()}
     ops = it._get_ops_details()
     out = lambda op: tuple(tensors[int(op["outputs"][0])]["quantization"])  # noqa: E731
-    slices = {int(o["outputs"][0]) for o in ops if o["op_name"] == "STRIDED_SLICE"}
-    layer_convs = [o for o in ops if o["op_name"] == "CONV_2D" and int(o["inputs"][0]) not in slices]
+    from .int8_graph import step_ops
+
+    layer_convs = step_ops(it)["layers"]
     convs = [out(o) for o in layer_convs]
     muls = [out(o) for o in ops if o["op_name"] == "MUL"]
     adds = [out(o) for o in ops if o["op_name"] == "ADD"]

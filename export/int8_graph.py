@@ -4,10 +4,13 @@ The exporter writes one integer-only graph (``export.tflite_export.tflite_int8_b
 ``export.integer_only``)::
 
     STRIDED_SLICE(state) -> pixel;  CONV_2D 1x1 (pixel) -> alive   (a saturating step conv)
-    STRIDED_SLICE(state) -> mutable
     CONV_2D(state) -> CONV_2D -> CONV_2D -> ds                       (ban, bnn: the first two are
                                                                       saturating step convs)
+    STRIDED_SLICE(state) -> mutable
     MUL(ds, fire) -> MUL(., alive) -> ADD(mutable, .) -> CONCATENATION(pixel, .) -> state'
+
+with the three layers run in row bands (``export.row_bands``: per band STRIDED_SLICE -> PAD ->
+the three CONV_2D sharing the kernels, then one CONCATENATION into ds).
 
 ``quantization(interpreter)`` walks it and returns the dict ``firmware_sim.int8.derive`` takes:
 every tensor's scale and zero point, the int8 kernels (OHWI) with per-channel scales and the
@@ -21,8 +24,43 @@ import numpy as np
 
 from nca_edge.errors import NCAEdgeError
 
-EXPECTED = ["STRIDED_SLICE", "STRIDED_SLICE", "CONV_2D", "CONV_2D", "CONV_2D", "CONV_2D", "MUL", "MUL", "ADD",
-            "CONCATENATION"]
+OPS = {"STRIDED_SLICE", "PAD", "CONV_2D", "CONCATENATION", "MUL", "ADD"}
+
+
+def step_ops(it) -> dict:
+    """The step's ops by role: ``alive`` (the 1x1 conv of the pixel), ``layers`` (one op per layer,
+    conv1..conv3: with row bands, band 0's; every band shares its kernels and quantization),
+    ``ds`` (the tensor conv3 writes: its op's output, or the CONCATENATION of the bands'),
+    ``muls`` (2), ``add``."""
+    ops = [o for o in it._get_ops_details() if o["op_name"] != "DELEGATE"]  # XNNPACK adds DELEGATE nodes
+    names = [o["op_name"] for o in ops]
+    if not set(names) <= OPS or names.count("MUL") != 2 or names.count("ADD") != 1:
+        raise NCAEdgeError(f"not the integer-only int8 step graph nca-edge exports (ops {sorted(set(names))}); "
+                           "a file from an older nca-edge: export it again")
+    tensors = {t["index"]: t for t in it.get_tensor_details()}
+    convs = [o for o in ops if o["op_name"] == "CONV_2D"]
+    alive = [o for o in convs if int(tensors[int(o["inputs"][0])]["shape"][-1]) == 1]
+    groups: dict[int, list] = {}
+    for o in convs:
+        if not any(o is a for a in alive):
+            groups.setdefault(int(o["inputs"][1]), []).append(o)  # by kernel tensor
+    if len(alive) != 1 or len(groups) != 3:
+        raise NCAEdgeError("not the integer-only int8 step graph nca-edge exports (its convolutions)")
+    outputs = {k: {int(o["outputs"][0]) for o in g} for k, g in groups.items()}
+    fed = {k: next((j for j in groups if int(g[0]["inputs"][0]) in outputs[j]), None) for k, g in groups.items()}
+    (first,) = [k for k in groups if fed[k] is None]
+    order = [first]
+    for _ in range(2):
+        (nxt,) = [k for k in groups if fed[k] == order[-1]]
+        order.append(nxt)
+    last = outputs[order[-1]]
+    if len(last) == 1:
+        (ds,) = last
+    else:
+        (cat,) = [o for o in ops if o["op_name"] == "CONCATENATION" and {int(i) for i in o["inputs"]} == last]
+        ds = int(cat["outputs"][0])
+    return {"alive": alive[0], "layers": [groups[k][0] for k in order], "ds": ds,
+            "muls": [o for o in ops if o["op_name"] == "MUL"], "add": next(o for o in ops if o["op_name"] == "ADD")}
 
 
 def quantization(it) -> dict:
@@ -31,11 +69,7 @@ def quantization(it) -> dict:
     The first two layer convolutions carry a fused ReLU (float, bwn) or are step convs (ban,
     bnn: ``firmware_sim.int8.is_step`` tells them apart from their parameters)."""
     tensors = {t["index"]: t for t in it.get_tensor_details()}
-    ops = [o for o in it._get_ops_details() if o["op_name"] != "DELEGATE"]  # XNNPACK adds DELEGATE nodes
-    names = [o["op_name"] for o in ops]
-    if sorted(names) != sorted(EXPECTED):
-        raise NCAEdgeError(f"not the integer-only int8 step graph nca-edge exports (ops {names}); "
-                           "a file from an older nca-edge: export it again")
+    roles = step_ops(it)
 
     def qp(i: int) -> tuple[float, int]:
         p = tensors[int(i)]["quantization_parameters"]
@@ -51,21 +85,14 @@ def quantization(it) -> dict:
         return {"weight": it.get_tensor(w_i).astype(np.int8), "weight_scales": np.asarray(ws["scales"], np.float32),
                 "bias": it.get_tensor(b_i).astype(np.int32), "output": qp(op["outputs"][0]), "relu": relu}
 
-    by = lambda name: [o for o in ops if o["op_name"] == name]  # noqa: E731
     state_in = next(d for d in it.get_input_details() if "state" in d["name"])
     fire_in = next(d for d in it.get_input_details() if "fire" in d["name"])
-    slices = {int(o["outputs"][0]) for o in by("STRIDED_SLICE")}
-    (alive,) = [o for o in by("CONV_2D") if int(o["inputs"][0]) in slices]
-    chain, x = [], state_in["index"]
-    for _ in range(3):  # the layer convs, in order from the state
-        (op,) = [o for o in by("CONV_2D") if int(o["inputs"][0]) == int(x)]
-        chain.append(op)
-        x = op["outputs"][0]
-    muls = by("MUL")
-    if (int(muls[0]["inputs"][0]) != int(x) or int(muls[0]["inputs"][1]) != fire_in["index"]
+    alive, chain, muls, add = roles["alive"], roles["layers"], roles["muls"], roles["add"]
+    if (int(muls[0]["inputs"][0]) != roles["ds"] or int(muls[0]["inputs"][1]) != fire_in["index"]
             or int(muls[1]["inputs"][1]) != int(alive["outputs"][0])):
         raise NCAEdgeError("unexpected MUL wiring in the int8 step graph")
-    (add,) = by("ADD")
+    if qp(roles["ds"]) != qp(chain[2]["outputs"][0]):
+        raise NCAEdgeError("the row bands' concatenation must keep conv3's quantization")
     return {
         "state": tuple(state_in["quantization"]),
         "alive": conv_dict(alive, relu=False),

@@ -15,9 +15,10 @@ channel (a binary kernel is int8 +-127 times alpha_o / 127: exactly +-alpha_o)::
 
 Biases are the int32 biases times ``S_in * S_w[o]``. A step conv (``firmware_sim.int8.is_step``:
 the 0/1 tensors, no comparison op) is written with kernel scales that make one accumulator unit
-``STEP_UNITS`` output units and its bias lowered by half a unit, so its QuantizeLinear saturates
-to -128 for every acc <= 0 and to 127 for every acc >= 1 even with float32 rounding in the conv
-(error far below half a unit). Every tensor is int8 between Q and DQ. Inputs and outputs are float32 like the
+``STEP_UNITS`` output units and its bias lowered by a quarter unit, so its QuantizeLinear saturates
+to -128 for every acc <= 0 and to 127 for every acc >= 1, with float32 rounding in the conv (error
+far below a quarter unit) and in onnxruntime's fused integer kernels (which round the bias back to
+the exact int32). Every tensor is int8 between Q and DQ. Inputs and outputs are float32 like the
 ``onnx`` export (``state`` [B, C, H, W], ``fire`` [B, 1, H, W], ``next_state``), so the same
 host loop runs it; ONNX Runtime executes the Q/DQ pairs (it may fuse them into integer
 kernels). Dynamic batch and grid. Accuracy is checked against the fake-quant model
@@ -29,7 +30,11 @@ from __future__ import annotations
 import numpy as np
 
 OPSET = 19  # the lowest opset whose DequantizeLinear onnx.reference.ReferenceEvaluator runs
-STEP_UNITS = 1000.0  # output units per accumulator unit in a step conv (saturates from +-0.5 units)
+STEP_UNITS = 1000.0  # output units per accumulator unit in a step conv (saturates beyond +-0.128 units)
+# The step conv's bias is lowered by a quarter accumulator unit: in float, acc = 0 lands 250 output
+# units below the step (float summation error cannot lift it); an integer kernel that rounds the
+# bias to int32 (onnxruntime's fused QLinearConv) gets the exact int32 bias back (no tie to round).
+STEP_OFFSET = 0.25
 
 
 def onnx_qdq_bytes(q: dict, cfg, record: str = "") -> bytes:
@@ -69,7 +74,7 @@ def onnx_qdq_bytes(q: dict, cfg, record: str = "") -> bytes:
         bias = np.asarray(c["bias"], np.float64)
         if step:  # one accumulator unit = STEP_UNITS output units; the step between acc 0 and 1
             ws = np.full(len(ws), STEP_UNITS * float(np.float32(c["output"][0])) / s_in)
-            bias = bias - 0.5
+            bias = bias - STEP_OFFSET
         ws = ws.astype(np.float32)
         nodes.append(helper.make_node("DequantizeLinear", [const(f"{name}.wq", w), const(f"{name}.wscale", ws),
                                                            const(f"{name}.wzero", np.zeros(len(ws), np.int8))],

@@ -129,8 +129,9 @@ def tflite_int8_bytes(model: CAModel, samples, height: int = 28, width: int = 28
         warnings.simplefilter("ignore", UserWarning)  # calibration covers the inputs
         converted = _quiet(converter.convert)
     from .integer_only import integer_only
+    from .row_bands import row_bands
 
-    return integer_only(converted)
+    return row_bands(integer_only(converted))
 
 
 def with_record(flatbuffer: bytes, record: bytes) -> bytes:

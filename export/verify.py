@@ -215,16 +215,19 @@ def _diverging_layer(path, runtime, reference, params, prev, fire, fire_q) -> st
     _TFLiteStep(it)(prev, fire_q)
     trace: dict = {}
     int8.step(params, prev, fire, trace)
-    ops = it._get_ops_details()
-    slices = {int(o["outputs"][0]) for o in ops if o["op_name"] == "STRIDED_SLICE"}  # the alive conv reads one
-    layer_ops = [o for o in ops if o["op_name"] in ("CONV_2D", "MUL", "ADD") and int(o["inputs"][0]) not in slices]
-    outs = {}
-    for name, op in zip(LAYERS, layer_ops):
-        outs[name] = it.get_tensor(int(op["outputs"][0]))
+    from .int8_graph import step_ops
+
+    roles = step_ops(it)
+    tiled = roles["ds"] != int(roles["layers"][2]["outputs"][0])  # row bands: conv1, conv2 exist per band only
+    outs = {"conv3": it.get_tensor(roles["ds"]), "mul1": it.get_tensor(int(roles["muls"][0]["outputs"][0])),
+            "mul2": it.get_tensor(int(roles["muls"][1]["outputs"][0])), "add": it.get_tensor(int(roles["add"]["outputs"][0]))}
+    if not tiled:
+        outs.update(conv1=it.get_tensor(int(roles["layers"][0]["outputs"][0])),
+                    conv2=it.get_tensor(int(roles["layers"][1]["outputs"][0])))
     cells = trace.get("cells")
     for name in LAYERS:
         ours = trace.get(name)
-        if ours is None:
+        if ours is None or name not in outs:
             continue
         theirs = outs[name]
         if name in ("conv1", "conv2", "conv3", "mul1"):

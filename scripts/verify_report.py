@@ -9,7 +9,8 @@ arithmetic against the int8 definition, numpy). For each model with a tflite-int
 `nca-edge verify` in tflite-runtime 2.14 and ai-edge-litert, with the reference kernels
 (BUILTIN_REF: must be bit-exact) and with the default optimized kernels (XNNPACK: how often a
 step differs from the reference semantics, each step compared from the runtime's own previous
-state). The table goes to --write and its JSON beside it.
+state); kind tflm: `nca-edge verify --runtime tflm` (TensorFlow Lite Micro, batch 1 files, with
+the arena it needs). The table goes to --write and its JSON beside it.
 """
 
 from __future__ import annotations
@@ -41,9 +42,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--optimized-digits", type=int, default=50, help="digits for the optimized-kernel rows")
     ap.add_argument("--jobs", type=int, default=1, help="rows run at once (each in its own child process)")
-    ap.add_argument("--kinds", nargs="+", choices=["tflite", "packed"], default=["tflite", "packed"],
+    ap.add_argument("--kinds", nargs="+", choices=["tflite", "packed", "tflm"], default=["tflite", "packed", "tflm"],
                     help="tflite: the int8 files in both runtimes; packed: the packed blobs' device arithmetic "
-                         "(firmware_sim.xnor) against the int8 definition")
+                         "(firmware_sim.xnor) against the int8 definition; tflm: the batch-1 int8 file in "
+                         "TensorFlow Lite Micro")
     ap.add_argument("--merge", action="store_true",
                     help="keep the rows of --write's JSON that this run does not recompute")
     ap.add_argument("--write", type=Path, default=None)
@@ -57,6 +59,10 @@ def main() -> None:
             path = ROOT / "out" / "verify" / f"{name}.tflite"
             export_model(name, "tflite-int8", path, force=True, batch=8)
             tasks += [(name, path, reference, runtime) for reference in (True, False) for runtime in ("tflite-runtime", "litert")]
+        if "tflm" in a.kinds:
+            path = ROOT / "out" / "verify" / f"{name}-batch1.tflite"
+            export_model(name, "tflite-int8", path, force=True, batch=1)
+            tasks.append((name, path, True, "tflm"))
         if "packed" in a.kinds:
             path = ROOT / "out" / "verify" / f"{name}.ncap"
             export_model(name, "packed", path, force=True)
@@ -75,7 +81,8 @@ def main() -> None:
         row = {"model": name, "runtime": runtime, "kernels": r.kernels, "digits": r.digits, "steps": r.steps,
                "values_compared": r.values_compared, "values_differing": r.values_differing,
                "steps_compared": r.steps_compared, "steps_differing": r.steps_differing,
-               "result": "bit-exact" if r.bit_exact else f"differs (first: step {f['step']}, layer {f['layer']})",
+               "result": ("bit-exact" if r.bit_exact else f"differs (first: step {f['step']}, layer {f['layer']})")
+               + (f"; arena {r.meta['arena_bytes']:,} B" if "arena_bytes" in r.meta else ""),
                "seconds": round(time.time() - t, 1), "command": cmd}
         print(row, flush=True)
         return row
@@ -85,7 +92,9 @@ def main() -> None:
     if a.merge and a.write and a.write.with_suffix(".json").is_file():
         new = {(r["model"], r["runtime"], r["kernels"]) for r in rows}
         old = [r for r in json.loads(a.write.with_suffix(".json").read_text()) if (r["model"], r["runtime"], r["kernels"]) not in new]
-        rows = sorted(old + rows, key=lambda r: (ORDER.get(r["model"], 9), r["runtime"] == "packed", r["kernels"] != "reference"))
+        rows = old + rows
+    rows = sorted(rows, key=lambda r: (ORDER.get(r["model"], 9), r["runtime"] == "packed", r["runtime"] == "tflm",
+                                       r["kernels"] != "reference"))
     # rows of a run made before rows recorded their command: that run's command (tflite rows only then)
     commands = list(dict.fromkeys(r.get("command", "python scripts/verify_report.py --digits 200 --optimized-digits 20 "
                                                     "--jobs 2 --write docs/results/verify.md") for r in rows))
