@@ -28,7 +28,7 @@ def main() -> None:
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         whole = Path(tmp) / "whole.tflite"
-        with mock.patch("export.row_bands.row_bands", side_effect=lambda data: data):
+        with mock.patch("export.row_bands.row_bands", side_effect=lambda data: data):  # integer-only, unbanded
             export_model(a.model, "tflite-int8", whole, batch=1)
         print(f"rows=28 (unbanded): {whole.stat().st_size:,} bytes, arena {arena_bytes(whole):,} bytes")
         for r in a.rows:

@@ -59,15 +59,18 @@ def vela_report(path) -> dict:
         if p.returncode != 0:
             tail = (p.stderr.strip().splitlines() or ["(no output)"])[-1]
             raise NCAEdgeError(f"vela could not compile {path}: {tail}")
-        (summary,) = Path(tmp).glob("*_summary_*.csv")
-        row = next(csv.DictReader(summary.open()))
+        try:
+            (summary,) = Path(tmp).glob("*_summary_*.csv")
+            row = next(csv.DictReader(summary.open()))
+            cycles = int(float(row["cycles_total"]))
+            clock = float(re.search(r"Accelerator clock\s+(\d+) MHz", p.stdout).group(1)) * 1e6
+            sram, flash = float(row["sram_memory_used"]), float(row["off_chip_flash_memory_used"])
+        except (ValueError, KeyError, AttributeError, StopIteration) as e:
+            raise NCAEdgeError(f"vela's summary for {path} is not the one nca-edge reads ({type(e).__name__})") from None
     npu = re.search(r"NPU operators = (\d+)", p.stdout)
     cpu = re.search(r"CPU operators = (\d+)", p.stdout)
-    cycles = int(float(row["cycles_total"]))
-    clock = float(re.search(r"Accelerator clock\s+(\d+) MHz", p.stdout).group(1)) * 1e6
     return {"npu_ops": int(npu.group(1)) if npu else None, "cpu_ops": int(cpu.group(1)) if cpu else None,
-            "sram_kib": round(float(row["sram_memory_used"]), 2),
-            "flash_kib": round(float(row["off_chip_flash_memory_used"]), 2),
+            "sram_kib": round(sram, 2), "flash_kib": round(flash, 2),
             "cycles_per_step": cycles, "cycles_per_classification": cycles * STEPS_PER_CLASSIFICATION,
             "ms_per_classification": round(cycles * STEPS_PER_CLASSIFICATION / clock * 1e3, 2),
             "clock_mhz": clock / 1e6}
@@ -89,7 +92,11 @@ def m4_footprint(src: Path, channels: int) -> dict:
         flags = ("-mcpu=cortex-m4 -mthumb -mfloat-abi=soft -std=c99 -Wall -Wextra -Werror -O2 -ffunction-sections "
                  f"-fdata-sections -fstack-usage {GRID_FLAGS}").split()
         for name in ("nca_step", "nca_model"):
-            subprocess.run(["arm-none-eabi-gcc", *flags, "-c", f"{name}.c", "-o", f"{name}.o"], cwd=tmp, check=True)
+            p = subprocess.run(["arm-none-eabi-gcc", *flags, "-c", f"{name}.c", "-o", f"{name}.o"], cwd=tmp,
+                               capture_output=True, text=True)
+            if p.returncode != 0:
+                tail = (p.stderr.strip().splitlines() or ["(no output)"])[-1]
+                raise NCAEdgeError(f"arm-none-eabi-gcc could not build {name}.c: {tail}")
         out = subprocess.run(["arm-none-eabi-size", "-A", "nca_step.o", "nca_model.o"], cwd=tmp, check=True,
                              capture_output=True, text=True).stdout
         sizes = {"text": 0, "rodata": 0, "bss": 0, "data": 0}

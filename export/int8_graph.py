@@ -48,17 +48,20 @@ def step_ops(it) -> dict:
         raise NCAEdgeError("not the integer-only int8 step graph nca-edge exports (its convolutions)")
     outputs = {k: {int(o["outputs"][0]) for o in g} for k, g in groups.items()}
     fed = {k: next((j for j in groups if int(g[0]["inputs"][0]) in outputs[j]), None) for k, g in groups.items()}
-    (first,) = [k for k in groups if fed[k] is None]
-    order = [first]
-    for _ in range(2):
-        (nxt,) = [k for k in groups if fed[k] == order[-1]]
-        order.append(nxt)
-    last = outputs[order[-1]]
-    if len(last) == 1:
-        (ds,) = last
-    else:
-        (cat,) = [o for o in ops if o["op_name"] == "CONCATENATION" and {int(i) for i in o["inputs"]} == last]
-        ds = int(cat["outputs"][0])
+    try:
+        (first,) = [k for k in groups if fed[k] is None]
+        order = [first]
+        for _ in range(2):
+            (nxt,) = [k for k in groups if fed[k] == order[-1]]
+            order.append(nxt)
+        last = outputs[order[-1]]
+        if len(last) == 1:
+            (ds,) = last
+        else:
+            (cat,) = [o for o in ops if o["op_name"] == "CONCATENATION" and {int(i) for i in o["inputs"]} == last]
+            ds = int(cat["outputs"][0])
+    except ValueError:
+        raise NCAEdgeError("not the integer-only int8 step graph nca-edge exports (its layer wiring)") from None
     return {"alive": alive[0], "layers": [groups[k][0] for k in order], "ds": ds,
             "muls": [o for o in ops if o["op_name"] == "MUL"], "add": next(o for o in ops if o["op_name"] == "ADD")}
 

@@ -73,7 +73,7 @@ def integer_only(flatbuffer: bytes) -> bytes:
             c_val = _const(m, sg, c_t)
             if c_val != 0.0:
                 raise NCAEdgeError("a binary activation compares with a nonzero constant")
-            _make_step_conv(m, sg, src, out_t, plus_one=not strict)
+            _make_step_conv(m, sg, fb, src, out_t, plus_one=not strict)
             sg.tensors[out_t].name = _name(sg.tensors[int(src.inputs[1])]).split("/Conv2D")[0].encode() + b"/step"
         else:  # the alive mask of the pixel
             s_x, z_x = _qparams(sg.tensors[x_t])
@@ -131,7 +131,7 @@ def _step_scales(s_in: float, n: int) -> np.ndarray:
     return np.full(n, np.float32(STEP_MULTIPLIER * float(ONE_SCALE) / s_in), np.float32)
 
 
-def _make_step_conv(m, sg, conv, out_t: int, plus_one: bool) -> None:
+def _make_step_conv(m, sg, fb, conv, out_t: int, plus_one: bool) -> None:
     """Rewire ``conv`` to write the 0/1 tensor ``out_t`` with saturating requantization."""
     if conv.builtinOptions.fusedActivationFunction != 0:
         raise NCAEdgeError("a binary activation's conv has a fused activation")
@@ -145,7 +145,10 @@ def _make_step_conv(m, sg, conv, out_t: int, plus_one: bool) -> None:
         bias = _buffer(m, sg, b_t).view(np.int32).astype(np.int64) + 1
         if np.any(bias > np.iinfo(np.int32).max):
             raise NCAEdgeError("a bias does not fit int32")
-        m.buffers[sg.tensors[b_t].buffer].data = bias.astype(np.int32).view(np.uint8)
+        buf = fb.BufferT()  # a buffer of its own: the converter shares identical constant buffers
+        buf.data = bias.astype(np.int32).view(np.uint8)
+        m.buffers.append(buf)
+        sg.tensors[b_t].buffer = len(m.buffers) - 1
     conv.outputs = np.array([out_t], np.int32)
 
 
@@ -190,6 +193,9 @@ def _prune(m, sg) -> None:
         op.inputs, op.outputs = remap(op.inputs), remap(op.outputs)
         op.intermediates = None
     sg.inputs, sg.outputs = remap(sg.inputs), remap(sg.outputs)
+    for sig in m.signatureDefs or []:  # the converter's serving_default names tensors by index too
+        for t in list(sig.inputs or []) + list(sig.outputs or []):
+            t.tensorIndex = new[int(t.tensorIndex)]
     sg.tensors = [sg.tensors[i] for i in keep]
     codes = sorted({op.opcodeIndex for op in sg.operators})
     cnew = {old: i for i, old in enumerate(codes)}

@@ -129,9 +129,12 @@ def tflite_int8_bytes(model: CAModel, samples, height: int = 28, width: int = 28
         warnings.simplefilter("ignore", UserWarning)  # calibration covers the inputs
         converted = _quiet(converter.convert)
     from .integer_only import integer_only
+    from .packed_export import int8_step_from_tflite
     from .row_bands import row_bands
 
-    return row_bands(integer_only(converted))
+    data = row_bands(integer_only(converted))
+    int8_step_from_tflite(data)  # firmware_sim's derive: raises OverflowError if acc << shift could overflow int32
+    return data
 
 
 def with_record(flatbuffer: bytes, record: bytes) -> bytes:

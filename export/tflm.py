@@ -39,8 +39,11 @@ def available() -> bool:
     return True
 
 
+ARENA_LIMIT = 64 << 20  # bytes offered to TFLM; the recording allocator reports what it uses
+
+
 def interpreter(path):
-    return _runtime().Interpreter.from_file(str(path))
+    return _runtime().Interpreter.from_file(str(path), arena_size=ARENA_LIMIT)
 
 
 class TFLMStep:
@@ -69,9 +72,10 @@ def arena_bytes(path) -> int:
     prints it and its stdout is read."""
     _runtime()
     code = ("import sys; from tflite_micro.python.tflite_micro import runtime; "
-            "runtime.Interpreter.from_file(sys.argv[1]).print_allocations()")
+            f"runtime.Interpreter.from_file(sys.argv[1], arena_size={ARENA_LIMIT}).print_allocations()")
     p = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True)
     m = re.search(r"Arena allocation total (\d+) bytes", p.stdout + p.stderr)
     if p.returncode != 0 or not m:
-        raise NCAEdgeError(f"TFLM did not report its arena allocation for {path}")
+        tail = (p.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise NCAEdgeError(f"TFLM did not report its arena allocation for {path}: {tail}")
     return int(m.group(1))

@@ -512,7 +512,8 @@ def test_integer_only_keeps_the_kernels_and_moves_sign_into_the_bias_and_row_ban
     model, _, _ = load_checkpoint(resolve_model("bnn"))
     samples = trajectory_samples(model, load_digits().train_x, n_digits=8, steps=24)
     with mock.patch("export.integer_only.integer_only", side_effect=lambda data: data), \
-            mock.patch("export.row_bands.row_bands", side_effect=lambda data: data):  # the converter's own graph
+            mock.patch("export.row_bands.row_bands", side_effect=lambda data: data), \
+            mock.patch("export.packed_export.int8_step_from_tflite"):  # the converter's own graph
         raw = tflite_int8_bytes(model, samples)
     before = fu.read_model_from_bytearray(bytearray(raw))
     after = fu.read_model_from_bytearray(bytearray(integer_only(raw)))
@@ -597,3 +598,28 @@ def test_deploy_report_puts_every_operator_on_the_npu_and_names_missing_tools(mo
     res = CliRunner().invoke(main, ["deploy-report", "float", "--no-progress"])
     assert res.exit_code == 0 and "vela is not installed (pip install ethos-u-vela)" in res.output
     assert "Traceback" not in res.output
+
+
+def test_the_int8_files_signature_runs_the_step_like_its_graph_output(int8_files):
+    """The rewrite renumbers tensors; the converter's serving_default signature must follow, or a
+    signature runner would return some other tensor."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(int8_files["bnn"]))
+    it.allocate_tensors()
+    runner = it.get_signature_runner()
+    state = np.zeros((1, 28, 28, 20), np.int8)
+    state[..., 0] = 127
+    fire = np.full((1, 28, 28, 1), 127, np.int8)
+    names = it.get_signature_list()["serving_default"]
+    out = {k: v.copy() for k, v in runner(**dict(zip(sorted(names["inputs"], key=lambda n: "fire" in n), (state, fire)))).items()}
+    it = Interpreter(model_path=str(int8_files["bnn"]))  # a second interpreter: the runner holds the first's buffers
+    it.allocate_tensors()
+    ins = {d["name"]: d["index"] for d in it.get_input_details()}
+    it.set_tensor(next(i for n, i in ins.items() if "state" in n), state)
+    it.set_tensor(next(i for n, i in ins.items() if "fire" in n), fire)
+    it.invoke()
+    expected = it.get_tensor(it.get_output_details()[0]["index"])
+    (got,) = out.values()
+    assert got.shape == expected.shape and got.dtype == np.int8
+    np.testing.assert_array_equal(got, expected)
