@@ -62,20 +62,22 @@ def add_export_sizes(rows: list[dict], log=lambda msg: None) -> None:
 
     ``packed_file_bytes`` is the whole .ncap file (header, directory, artifact record, CRC);
     ``packed_bytes`` stays the weights and per-channel constants alone. Sizes are cached per
-    checkpoint SHA-256, format and nca-edge version (and the packed format's version) in the cache
+    checkpoint SHA-256, format and the exporter itself (a hash of the export and firmware_sim
+    sources: a changed exporter builds again, even within one nca-edge version) in the cache
     directory (export_sizes.json).
     """
     import hashlib
 
-    from nca_edge import __version__
     from nca_edge.atomic import atomic_write_bytes
     from nca_edge.checkpoint import checkpoint_paths
     from nca_edge.data import cache_dir
 
     import export
 
-    from firmware_sim.packed import VERSION as PACKED_VERSION
+    import firmware_sim
 
+    sources = sorted(Path(export.__file__).parent.glob("*.py")) + sorted(Path(firmware_sim.__file__).parent.glob("*.py"))
+    exporter = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:16]
     cache_file = cache_dir() / "export_sizes.json"
     try:
         cache = json.loads(cache_file.read_text())
@@ -86,7 +88,7 @@ def add_export_sizes(rows: list[dict], log=lambda msg: None) -> None:
         digest = hashlib.sha256(weights.read_bytes()).hexdigest()
         ok = set(export.supported_formats(r["model"]))
         for col, fmt in EXPORT_COLUMNS.items():
-            key = f"{digest}:{fmt}:{__version__}" + (f":v{PACKED_VERSION}" if fmt == "packed" else "")
+            key = f"{digest}:{fmt}:{exporter}"
             if fmt not in ok or fmt not in export.FORMATS:
                 r[col] = None
                 continue
@@ -131,14 +133,9 @@ def render(rows: list[dict], fmt: str, verbose: bool = False) -> str:
         for r in rows:
             w.writerow(_public(r))
         return buf.getvalue().rstrip("\n")
-    cells = [cols] + [[_fmt(r[c]) for c in cols] for r in rows]
-    if fmt == "markdown":
-        lines = ["| " + " | ".join(cells[0]) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(cols))) + "|"]
-        lines += ["| " + " | ".join(r) + " |" for r in cells[1:]]
-    else:
-        widths = [max(len(r[i]) for r in cells) for i in range(len(cols))]
-        lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in cells]
-        lines.insert(1, "  ".join("-" * w for w in widths))
+    from .report import text_table
+
+    lines = text_table([cols] + [[_fmt(r[c]) for c in cols] for r in rows], fmt)
     if verbose:
         for r in rows:
             lines += ["", f"{r['model']} ({r['variant']}): every tensor's bit width"]

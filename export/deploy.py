@@ -176,11 +176,6 @@ def render(rows: list[dict], fmt: str) -> str:
         w.writeheader()
         w.writerows(rows)
         return buf.getvalue().rstrip("\n")
-    cells = [[h for _, h in COLUMNS]] + [[cell(r[k]) for k, _ in COLUMNS] for r in rows]
-    if fmt == "markdown":
-        lines = ["| " + " | ".join(cells[0]) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(COLUMNS))) + "|"]
-        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in cells[1:]])
-    widths = [max(len(r[i]) for r in cells) for i in range(len(COLUMNS))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    from .report import text_table
+
+    return "\n".join(text_table([[h for _, h in COLUMNS]] + [[cell(r[k]) for k, _ in COLUMNS] for r in rows], fmt))

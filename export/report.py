@@ -23,3 +23,16 @@ def publish(text: str, rows: list, write: Path | None) -> None:
     if write:
         atomic_write_bytes(write, text.encode())
         atomic_write_bytes(write.with_suffix(".json"), (json.dumps(rows, indent=1) + "\n").encode())
+
+
+def text_table(cells: list[list[str]], fmt: str) -> list[str]:
+    """A header row and data rows of strings as Markdown (``fmt == "markdown"``) or an aligned
+    text table (first column left, the others right): the lines, for compare and deploy-report."""
+    n = len(cells[0])
+    if fmt == "markdown":
+        return (["| " + " | ".join(cells[0]) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(n)) + "|"]
+                + ["| " + " | ".join(r) + " |" for r in cells[1:]])
+    widths = [max(len(r[i]) for r in cells) for i in range(n)]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
