@@ -152,10 +152,21 @@ def step(params: Int8Step, state: np.ndarray, fire: np.ndarray, trace: dict | No
         if trace is not None:
             trace["cells"] = (b, yy, xx)
     out = s.copy()
-    out[..., 1:] = _add(x[..., 1:], m, params.add)
+    if resting_is_identity(params):  # the ADD keeps every resting cell as it is: add the firing ones only
+        if len(b):
+            out[b, yy, xx, 1:] = _add(x[b, yy, xx, 1:], m[b, yy, xx], params.add)
+    else:
+        out[..., 1:] = _add(x[..., 1:], m, params.add)
     if trace is not None:
         trace.update(alive=alive, mul2=m, add=out[..., 1:])
     return out
+
+
+def resting_is_identity(params: Int8Step) -> bool:
+    """Whether the ADD with a resting cell's update (the MUL's zero point) returns every int8
+    value unchanged: checked over all 256, so skipping resting cells changes no bit."""
+    q = np.arange(-128, 128, dtype=np.int32)
+    return bool(np.array_equal(_add(q, np.full_like(q, params.mul2.output_zero), params.add), q))
 
 
 def firing_update(params: Int8Step, patches: np.ndarray, trace: dict | None = None) -> np.ndarray:
@@ -187,10 +198,24 @@ def _patches(x: np.ndarray, b, yy, xx, pad_value: int) -> np.ndarray:
 def _conv(inputs: np.ndarray, c: Conv) -> np.ndarray:
     """inputs [N, kh, kw, I] (or [N, I] for 1x1) int32 -> int32 [N, O] (int8 range)."""
     n = inputs.shape[0]
-    w = c.weight.reshape(c.weight.shape[0], -1).astype(np.int32)  # [O, kh*kw*I]
-    acc = (inputs.reshape(n, -1) - np.int32(c.input_zero)) @ w.T + c.bias.astype(np.int32)
+    w = c.weight.reshape(c.weight.shape[0], -1)  # [O, kh*kw*I]
+    acc = int_matmul(inputs.reshape(n, -1) - np.int32(c.input_zero), w.T) + c.bias.astype(np.int64)
     y = mbqm(acc, c.multiplier, c.shift) + c.output_zero
     return np.clip(y, c.act_min, c.act_max).astype(np.int32)
+
+
+def int_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The integer matrix product ``a @ b`` (int64 result), computed exactly in float64.
+
+    numpy multiplies integer matrices without BLAS (many times slower). float64 holds every
+    integer below 2**53 exactly, so when ``max|a| * max|b| * K`` bounds every product and
+    partial sum below 2**53 (for these layers it is below 2**31: ``check_bounds``), the BLAS
+    result, in any summation order, is the integer result; beyond that, int64 numpy does it."""
+    if not (a.size and b.size):
+        return np.zeros((a.shape[0], b.shape[1]), np.int64)
+    if float(np.abs(a).max()) * float(np.abs(b).max()) * a.shape[-1] < 2.0**53:
+        return (np.asarray(a, np.float64) @ np.asarray(b, np.float64)).astype(np.int64)
+    return np.asarray(a, np.int64) @ np.asarray(b, np.int64)
 
 
 def _mul(a, b, p: Mul) -> np.ndarray:
