@@ -20,7 +20,7 @@ from nca_edge.evaluate import evaluate, metrics_key
 from nca_edge.size import bit_widths, float32_bytes, kernel_bits, packed_bytes, tensor_table
 
 COLUMNS = ["variant", "weight_bits", "kernel_bits", "activation_bits", "params", "packed_bytes", "float32_bytes",
-           "accuracy_200", "agreement_200", "accuracy_400", "agreement_400"]
+           "macs", "accuracy_200", "agreement_200", "accuracy_400", "agreement_400"]
 # Sizes of real exported files (``add_export_sizes``); None where a variant has no such export.
 EXPORT_COLUMNS = {"onnx_bytes": "onnx", "tflite_bytes": "tflite", "tflite_int8_bytes": "tflite-int8",
                   "lce_bytes": "lce", "packed_file_bytes": "packed"}
@@ -47,13 +47,61 @@ def compare_rows(models: list[str], digits, n_digits: int, mask_seed: int = 0, s
             "model": name, "variant": config.ca.quant, "weight_bits": wb,
             "kernel_bits": kernel_bits(config.ca), "activation_bits": ab,
             "params": config.ca.param_count(), "packed_bytes": packed_bytes(config.ca),
-            "float32_bytes": float32_bytes(config.ca),
+            "float32_bytes": float32_bytes(config.ca), "macs": ca_macs(config.ca, x[:n]),
             **{k: summary.get(k) for k in ("accuracy_200", "agreement_200", "accuracy_400", "agreement_400")},
             "digits": n, "metrics": source, "iterations": meta.get("iterations"),
         }
         row["_tensors"] = tensor_table(config.ca)
         row["_config"] = dataclasses.asdict(config.ca)
         rows.append(row)
+    return rows
+
+
+def ca_macs(cfg, grey, steps: int = 200) -> int:
+    """Multiply-accumulates (an XNOR/popcount term counts as one) of one classification: ``steps``
+    steps of the cells that compute (alive and firing: fire rate x the mean alive cells of
+    ``grey``), each cell's three layers."""
+    import numpy as np
+
+    per_cell = 9 * (1 if cfg.depthwise else cfg.channels) * cfg.perception + cfg.perception * cfg.hidden \
+        + cfg.hidden * (cfg.channels - 1)
+    alive = float(np.mean((np.asarray(grey, np.float32) / 255.0 > cfg.alive_threshold).sum((1, 2)))) if len(grey) else 0.0
+    return int(round(steps * cfg.fire_rate * alive * per_cell))
+
+
+def baseline_rows(names: list[str], digits, n_digits: int, log=lambda msg: None) -> list[dict]:
+    """One row per baseline CNN (``nca_edge.baseline``): its int8 file's accuracy in firmware_sim
+    on the same test digits (one pass: accuracy_200 is its accuracy, no agreement), its bytes
+    (int8 kernels, a 32-bit scale and bias per output channel, as ``nca_edge.size`` counts an
+    int8 layer) and its MACs per classification."""
+    import numpy as np
+
+    from firmware_sim import cnn as cnn_sim
+    from nca_edge.baseline import load
+
+    from .cnn_export import interpreter, quantization, tflite_int8_bytes
+    from .robustness import calibration_images
+
+    x, y = digits.split("test")
+    n = min(n_digits, len(y))
+    rows = []
+    for name in names:
+        model, meta = load(name)
+        log(f"exporting baseline {name} as tflite-int8")
+        data = tflite_int8_bytes(model, calibration_images(digits))
+        p = cnn_sim.derive(quantization(interpreter(data)))
+        acc = 100.0 * float(np.mean(cnn_sim.classify(p, x[:n]) == y[:n]))
+        layers = p.layers()
+        rows.append({
+            "model": name, "variant": "cnn", "weight_bits": 8, "kernel_bits": ",".join("8" for _ in layers),
+            "activation_bits": 8, "params": model.cfg.parameters(),
+            "packed_bytes": sum(c.weight.size + 8 * c.weight.shape[0] for c in layers),
+            "float32_bytes": 4 * model.cfg.parameters(), "macs": cnn_sim.macs(p),
+            "accuracy_200": round(acc, 2), "agreement_200": None, "accuracy_400": None, "agreement_400": None,
+            "digits": n, "metrics": "computed", "iterations": meta.get("steps"),
+            "onnx_bytes": None, "tflite_bytes": None, "tflite_int8_bytes": len(data), "lce_bytes": None,
+            "packed_file_bytes": None, "_tensors": [],
+        })
     return rows
 
 
@@ -84,6 +132,8 @@ def add_export_sizes(rows: list[dict], log=lambda msg: None) -> None:
     except (OSError, ValueError):
         cache = {}
     for r in rows:
+        if r["variant"] == "cnn":
+            continue  # a baseline's row already has its one export's size
         weights = checkpoint_paths(resolve_model(r["model"]))[0]
         digest = hashlib.sha256(weights.read_bytes()).hexdigest()
         ok = set(export.supported_formats(r["model"]))
@@ -110,6 +160,8 @@ def add_larq_sizes(rows: list[dict]) -> None:
     from nca_edge.larq_mirror import build_step_model, larq_summary
 
     for r in rows:
+        if "_config" not in r:
+            continue
         cfg = CAConfig(**r["_config"])
         try:
             r["_larq_bytes"] = larq_summary(build_step_model(cfg, 28, 28, batch=1))["model_size_bytes"]
@@ -138,6 +190,8 @@ def render(rows: list[dict], fmt: str, verbose: bool = False) -> str:
     lines = text_table([cols] + [[_fmt(r[c]) for c in cols] for r in rows], fmt)
     if verbose:
         for r in rows:
+            if not r["_tensors"]:
+                continue
             lines += ["", f"{r['model']} ({r['variant']}): every tensor's bit width"]
             lines += [f"  {t.name:<28} {str(t.shape):<16} {t.bits:>2} bit  {t.nbytes:>7} B  {t.kind:<10} {t.note}"
                       for t in r["_tensors"]]
@@ -168,21 +222,25 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4.5), constrained_layout=True)
-    pts = sorted((r["packed_bytes"], r["accuracy_200"] or 0.0, r["model"]) for r in rows)
-    for size, acc, name in pts:
-        ax.scatter(size, acc, s=40)
-        ax.annotate(name, (size, acc), textcoords="offset points", xytext=(6, 4))
+    pts = sorted((r["packed_bytes"], r["accuracy_200"] or 0.0, r["model"], r["variant"] == "cnn") for r in rows)
+    for size, acc, name, cnn in pts:
+        ax.scatter(size, acc, s=40, marker="s" if cnn else "o", facecolors="none" if cnn else None,
+                   edgecolors="grey" if cnn else None)
+        ax.annotate(name + (" (CNN baseline)" if cnn else ""), (size, acc), textcoords="offset points", xytext=(6, 4),
+                    color="grey" if cnn else None, fontsize=8 if cnn else None)
     front, best = [], -1.0
-    for size, acc, _ in pts:
+    for size, acc, _, cnn in pts:
+        if cnn:
+            continue
         if acc > best:
             front.append((size, acc))
             best = acc
     if len(front) > 1:
-        ax.plot(*zip(*front), ls="--", color="grey", lw=1, label="Pareto front")
+        ax.plot(*zip(*front), ls="--", color="grey", lw=1, label="Pareto front (CA variants)")
         ax.legend(loc="lower right")
     ax.set_xscale("log")
     ax.set_xlabel("packed bytes (weights + per-channel constants)")
-    ax.set_ylabel("average cell accuracy at step 200 (%)")
+    ax.set_ylabel("accuracy at step 200 (%; CA: average cell accuracy)")
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     fig.savefig(path, dpi=120)

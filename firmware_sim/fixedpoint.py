@@ -40,10 +40,14 @@ def saturating_rounding_doubling_high_mul(a, b) -> np.ndarray:
     a = np.asarray(a, dtype=np.int64)
     b = np.asarray(b, dtype=np.int64)
     ab = a * b
-    nudge = np.where(ab >= 0, np.int64(1 << 30), np.int64(1 - (1 << 30)))
-    s = ab + nudge
-    q = np.where(s >= 0, s >> 31, -((-s) >> 31))  # C truncating division by 2**31
-    return np.where((a == INT32_MIN) & (b == INT32_MIN), np.int64(INT32_MAX), q)
+    # nudge = 2**30 if ab >= 0 else 1 - 2**30, then C's truncating division by 2**31: a negative
+    # s is shifted after adding 2**31 - 1 (the same as -((-s) >> 31)), written without branches
+    s = ab + np.int64(1 << 30) - (ab < 0) * np.int64((1 << 31) - 1)
+    s += (s < 0) * np.int64((1 << 31) - 1)
+    q = s >> 31
+    if np.any(a == INT32_MIN) and np.any(b == INT32_MIN):
+        q = np.where((a == INT32_MIN) & (b == INT32_MIN), np.int64(INT32_MAX), q)
+    return q
 
 
 def rounding_divide_by_pot(x, exponent) -> np.ndarray:
@@ -67,6 +71,26 @@ def multiply_by_quantized_multiplier(x, multiplier, shift) -> np.ndarray:
     if np.any((shifted < INT32_MIN) | (shifted > INT32_MAX)):
         raise OverflowError("x << left_shift does not fit int32")
     return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(shifted, multiplier), right)
+
+
+def multiply_by_quantized_multiplier_int64(x, multiplier, shift) -> np.ndarray:
+    """TFLite's MultiplyByQuantizedMultiplier for an int64 x: one rounding, with the Q31
+    multiplier reduced to 16 bits (what the reference per-channel FULLY_CONNECTED uses)::
+
+        m16   = (m + 2**15) >> 16  if m < 0x7FFF0000 else 0x7FFF
+        total = 15 - shift
+        y     = (x * m16 + 2**(total - 1)) >> total     # >> is arithmetic (rounds half up)
+    """
+    x = np.asarray(x, dtype=np.int64)
+    m = np.asarray(multiplier, dtype=np.int64)
+    shift = np.asarray(shift, dtype=np.int64)
+    if np.any((shift < -31) | (shift > 7)):
+        raise ValueError("shift must be in [-31, 7]")
+    if np.any((x < -(1 << 47)) | (x >= 1 << 47)):
+        raise OverflowError("x must lie in [-2**47, 2**47)")
+    m16 = np.where(m < 0x7FFF0000, (m + (1 << 15)) >> 16, np.int64(0x7FFF))
+    total = 15 - shift
+    return (x * m16 + (np.int64(1) << (total - 1))) >> total
 
 
 def quantize_multiplier(real_multiplier: float) -> tuple[int, int]:

@@ -45,7 +45,7 @@ def step_metrics(labels: np.ndarray, alive: np.ndarray, targets: np.ndarray) -> 
 
 def run_int8(params, grey: np.ndarray, labels: np.ndarray, n_classes: int = 10, steps: int = 400,
              mutate_at: int | None = 200, mask_seed: int = 0, schedule: str = "sync", fire_rate: float = 0.5,
-             batch: int = 50, record_labels: bool = False, progress=None) -> dict:
+             batch: int = 50, record_labels: bool = False, progress=None, fault=None) -> dict:
     """The article's protocol on the int8 simulator (numpy integers only), under a schedule.
 
     grey: uint8 test images [N, H, W]; labels [N]. Returns {"accuracy": [steps] %, "agreement":
@@ -53,6 +53,11 @@ def run_int8(params, grey: np.ndarray, labels: np.ndarray, n_classes: int = 10, 
     record_labels "labels": int8 [N, steps, H, W] (-1 on dead cells)}.
     Fire masks: ``prng.fire_mask(mask_seed, digit index, step, H, W, fire_rate)``; mutation as
     ``int8.mutate`` with targets ``mutation_targets(N, mask_seed)``.
+
+    ``fault`` (``nca-edge robustness``): an object with any of ``params(params, ids)`` (the
+    parameters a batch of digits runs with, e.g. faulty weights), ``fire(ids, t, fire)`` (the
+    fire mask actually applied at step t) and ``state(ids, t, state)`` (the state after step t,
+    and with t = -1 the seed state: memory upsets, dead cells), each returning its new value.
     """
     from . import int8
     from .prng import fire_mask
@@ -66,17 +71,22 @@ def run_int8(params, grey: np.ndarray, labels: np.ndarray, n_classes: int = 10, 
     agree = np.zeros(steps, np.int64)
     agree_last = np.zeros(n, bool)
     rec = np.full((n, steps, h, w), -1, np.int8) if record_labels else None
+    hook = lambda name: getattr(fault, name, None) or (lambda ids, t, x: x)  # noqa: E731
+    batch_params, fire_hook, state_hook = getattr(fault, "params", None), hook("fire"), hook("state")
     runner = Runner(params, schedule, seed=mask_seed)
     for start in range(0, n, batch):
         ids = np.arange(start, min(start + batch, n))
+        if batch_params is not None:
+            runner = Runner(batch_params(params, ids), schedule, seed=mask_seed)
         y = labels[ids]
-        s = int8.seed(params, grey[ids])
+        s = state_hook(ids, -1, int8.seed(params, grey[ids]))
         runner.reset()
         for t in range(steps):
             if t == mutate_at:
                 s = int8.mutate(params, s, grey[targets[ids]])
                 y = labels[targets[ids]]
-            s = runner.step(s, fire_mask(mask_seed, ids, t, h, w, fire_rate), t, ids)
+            s = runner.step(s, fire_hook(ids, t, fire_mask(mask_seed, ids, t, h, w, fire_rate)), t, ids)
+            s = state_hook(ids, t, s)
             lab = int8.labels(params, s, n_classes)
             alive = s[..., 0] >= params.alive_min
             c, a, g = step_metrics(lab, alive, y)

@@ -264,26 +264,40 @@ def eval_cmd(model, digits, steps, mutate_at, mask_seed, out_dir, device, batch_
               help="Write a size-vs-accuracy (Pareto) PNG here.")
 @click.option("--verbose", "-v", is_flag=True, help="Also list every tensor's bit width and storage.")
 @click.option("--no-export-sizes", is_flag=True, help="Leave out the sizes of the exported files (no exports built).")
+@click.option("--baseline", "baselines", multiple=True, metavar="CNN",
+              help="Add a baseline CNN's row (repeat).  [default without MODELS: every shipped baseline]")
+@click.option("--no-baselines", is_flag=True, help="No baseline CNN rows.")
 @click.option("--no-progress", is_flag=True)
 @dataset_options
-def compare(models, fmt, digits, mask_seed, plot_path, verbose, no_progress, no_export_sizes, dataset, data_dir):
+def compare(models, fmt, digits, mask_seed, plot_path, verbose, no_progress, no_export_sizes, baselines, no_baselines,
+            dataset, data_dir):
     """Model size vs accuracy table. MODELS: checkpoints or shipped names (default: all shipped).
+
+    macs: multiply-accumulates of one classification (CA: 200 steps of its alive, firing cells;
+    CNN: one pass). Without MODELS the shipped baseline CNNs get rows too (their accuracy is one
+    pass's; they have no agreement).
 
     Besides the computed sizes, the table has the sizes of the real exported files (onnx_bytes,
     tflite_bytes, tflite_int8_bytes, lce_bytes, packed_file_bytes; "–" where a variant has no such
     export), built once per checkpoint and cached; --no-export-sizes leaves them out.
     """
-    from export.compare import add_export_sizes, add_larq_sizes, compare_rows, default_models, plot, render
+    from export.compare import add_export_sizes, add_larq_sizes, baseline_rows, compare_rows, default_models, plot, render
+    from .baseline import shipped_baselines
     from .data import load_digits
 
     names = list(models) or default_models()
     if not names:
         raise NCAEdgeError("no models given and none shipped")
+    if no_baselines:
+        baselines = []
+    else:
+        baselines = list(baselines) or ([] if models or dataset != "mnist" or data_dir else shipped_baselines())
     data = load_digits(dataset, data_dir)
     rows = compare_rows(names, data, digits, mask_seed=mask_seed, progress=not no_progress,
                         log=lambda m: click.echo(m, err=True))
     if not no_export_sizes:
         add_export_sizes(rows, log=lambda m: click.echo(m, err=True))
+    rows += baseline_rows(baselines, data, digits, log=lambda m: click.echo(m, err=True))
     if verbose and fmt in ("table", "markdown"):
         add_larq_sizes(rows)
     click.echo(render(rows, fmt, verbose=verbose))
@@ -469,8 +483,11 @@ def _int8_step(model: str):
 @click.option("--mask-seed", type=int, default=0, show_default=True)
 @click.option("--gif", "gif", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output GIF.")
 @click.option("--every", type=click.IntRange(min=1), default=2, show_default=True, help="Draw every N-th step.")
+@click.option("--burst", default=None, metavar="STEP:RATE",
+              help="A burst of memory upsets: after step STEP, every bit of the state flips with probability RATE "
+                   "(firmware_sim.faults; seeded by --mask-seed), e.g. 100:0.02.")
 @dataset_options
-def simulate_cmd(model, image, digit, steps, schedule, mask_seed, gif, every, dataset, data_dir):
+def simulate_cmd(model, image, digit, steps, schedule, mask_seed, gif, every, burst, dataset, data_dir):
     """Run MODEL's int8 step in firmware_sim and draw every cell in its class colour over time.
 
     MODEL: a packed blob (.ncap), an int8 .tflite, or a model (shipped name or checkpoint, whose
@@ -498,10 +515,11 @@ def simulate_cmd(model, image, digit, steps, schedule, mask_seed, gif, every, da
         if digit >= len(d.test_x):
             raise NCAEdgeError(f"--digit {digit}: the test set has {len(d.test_x)} digits")
         grey, label = d.test_x[digit], d.test_y[digit: digit + 1]
+    fault = _burst(burst, mask_seed) if burst else None
     step, ca = _int8_step(model)
     try:
         r = run_int8(step, grey[None], label, ca["n_classes"], steps, None, mask_seed, schedule, ca["fire_rate"],
-                     batch=1, record_labels=True)
+                     batch=1, record_labels=True, fault=fault)
     except ValueError as e:
         raise NCAEdgeError(str(e)) from None
     labels = r["labels"][0]
@@ -511,6 +529,137 @@ def simulate_cmd(model, image, digit, steps, schedule, mask_seed, gif, every, da
     click.echo(f"wrote {gif} ({len(labels[::every])} frames, {grey.shape[0]}x{grey.shape[1]} grid, schedule {schedule}); "
                f"after {steps} steps the cells say {int(votes.argmax())} ({100 * votes.max() / max(alive.sum(), 1):.0f}% of "
                f"{int(alive.sum())} alive cells)" + (f", true label {int(label[0])}" if label[0] >= 0 else ""))
+
+
+@main.group("baseline")
+def baseline_group():
+    """The conventional classifier to compare with: small int8 CNNs (nca_edge/baseline.py).
+
+    Shipped: cnn-2k, cnn-16k and cnn-22k (int8 parameters, about the bytes of the smallest
+    binary CA, the bnn and the int8 CA).
+    """
+
+
+@baseline_group.command("train")
+@click.argument("name", type=click.Choice(sorted(["cnn-2k", "cnn-16k", "cnn-22k"])))
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Checkpoint path without extension.  [default: runs/baselines/NAME]")
+@click.option("--epochs", type=click.IntRange(min=0), default=None, help="Override the epochs (3).")
+@click.option("--seed", type=int, default=None, help="Override the seed (0).")
+@click.option("--no-progress", is_flag=True)
+@dataset_options
+def baseline_train(name, out, epochs, seed, no_progress, dataset, data_dir):
+    """Train the baseline NAME (a few minutes on one CPU thread) and record its int8 accuracy."""
+    import numpy as np
+
+    from firmware_sim import cnn as cnn_sim
+    from train.baseline import train_cnn
+
+    from .baseline import SHIPPED, CNNConfig, save
+    from .data import load_digits
+    from export.robustness import baseline_model_int8
+
+    cfg = CNNConfig(widths=SHIPPED[name], dataset=dataset, **({"epochs": epochs} if epochs is not None else {}),
+                    **({"seed": seed} if seed is not None else {}))
+    d = load_digits(dataset, data_dir)
+    out = out or Path("runs/baselines") / name
+    click.echo(f"training {name}: widths {list(cfg.widths)}, {cfg.parameters():,} parameters, {cfg.epochs} epochs, seed {cfg.seed}")
+    model, meta = train_cnn(cfg, d, progress=not no_progress)
+    p = baseline_model_int8(model, d)
+    acc = float(np.mean(cnn_sim.classify(p, d.test_x) == d.test_y) * 100)
+    cmd = " ".join(["nca-edge baseline train", name, "--out", shlex.quote(str(out))]
+                   + (["--epochs", str(epochs)] if epochs is not None else []) + (["--seed", str(seed)] if seed is not None else [])
+                   + (["--dataset", dataset] if dataset != "mnist" else []))
+    save(out, model, name=name, recipe=cmd, **meta, int8_test_accuracy=round(acc, 2), test_digits=len(d.test_y))
+    click.echo(f"wrote {out}.safetensors/.json: float {meta['float_test_accuracy']:.2f}%, int8 (firmware_sim) "
+               f"{acc:.2f}% on {len(d.test_y):,} test images, {meta['train_seconds']:.0f} s")
+
+
+@baseline_group.command("export")
+@click.argument("name")
+@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output .tflite file.")
+@click.option("--force", is_flag=True, help="Replace an existing file.")
+def baseline_export(name, out, force):
+    """Write baseline NAME (shipped name or checkpoint) as a full-integer tflite-int8 file."""
+    from export.cnn_export import tflite_int8_bytes
+    from export.robustness import calibration_images
+
+    from .atomic import atomic_write_bytes
+    from .baseline import load
+    from .data import load_digits
+
+    if out.exists() and not force:
+        raise NCAEdgeError(f"{out} exists; pass --force to replace it")
+    model, _ = load(name)
+    data = tflite_int8_bytes(model, calibration_images(load_digits(model.cfg.dataset)))
+    atomic_write_bytes(out, data)
+    click.echo(f"wrote {out} ({len(data):,} bytes)")
+
+
+@main.command("robustness")
+@click.option("--variant", "variants", multiple=True, metavar="MODEL",
+              help="A CA model (shipped name or checkpoint); repeat for several.  [default: float, bwn, ban, bnn]")
+@click.option("--baseline", "baselines", multiple=True, metavar="CNN",
+              help="A baseline CNN (shipped name or checkpoint); repeat.  [default: every shipped baseline]")
+@click.option("--no-baseline", is_flag=True, help="CA variants only.")
+@click.option("--fault", "faults", multiple=True, metavar="NAME",
+              help="Only these faults (repeat): none, state_bitflip, weight_bitflip, weight_stuck, dead_cells, "
+                   "dropped_updates, stale, noise, salt_pepper, occlusion, shift, rotation, scale, invert.  [default: all]")
+@click.option("--digits", type=click.IntRange(min=1), default=200, show_default=True, help="First N test digits.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the faults, fire masks and corruptions.")
+@click.option("--steps", type=click.Choice(["200", "400"]), default="200", show_default=True,
+              help="400: also mutate every digit at step 200 and report accuracy_400 / agreement_400.")
+@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv", "json"]), default="table", show_default=True)
+@click.option("--plot", "plot_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write one figure per fault (accuracy@200 vs rate) into this directory.")
+@click.option("--no-progress", is_flag=True)
+def robustness_cmd(variants, baselines, no_baseline, faults, digits, seed, steps, fmt, plot_dir, no_progress):
+    """Accuracy under hardware faults and input corruptions, on the deployed integer semantics.
+
+    Each CA variant runs its int8 step in firmware_sim; each baseline CNN the arithmetic of its
+    tflite-int8 file. Faults and their units: see export/robustness.py and docs/RESULTS.md.
+    """
+    from export import robustness as rb
+
+    from .baseline import shipped_baselines
+    from .data import load_digits
+
+    variants = list(variants) or ["float", "bwn", "ban", "bnn"]
+    if no_baseline:
+        baselines = []
+    else:
+        baselines = list(baselines) or shipped_baselines()
+    bad = sorted(set(faults) - set(rb.FAULTS))
+    if bad:
+        raise NCAEdgeError(f"unknown fault(s) {', '.join(bad)}: choose from {', '.join(rb.FAULTS)}")
+    d = load_digits("mnist", None)
+    rows = rb.robustness(variants, baselines, d, digits, seed=seed, faults=list(faults) or None, steps=int(steps),
+                         progress=not no_progress, log=lambda m: click.echo(m, err=True))
+    click.echo(rb.table(rows, fmt), nl=False)
+    if plot_dir is not None:
+        paths = rb.plot(rows, plot_dir)
+        click.echo(f"wrote {len(paths)} figures into {plot_dir}/", err=True)
+
+
+def _burst(spec: str, seed: int):
+    """--burst STEP:RATE -> the hooks run_int8 takes: flip the state's bits once, after step STEP."""
+    import numpy as np
+
+    from firmware_sim.faults import flip_bits
+
+    try:
+        at, rate = spec.split(":")
+        at, rate = int(at), float(rate)
+        if at < 0 or not 0.0 <= rate <= 1.0:
+            raise ValueError
+    except ValueError:
+        raise NCAEdgeError(f"--burst {spec!r}: give STEP:RATE, a step >= 0 and a rate in [0, 1] (e.g. 100:0.02)") from None
+
+    class Burst:
+        def state(self, ids, t, s):
+            return flip_bits(s, rate, np.random.default_rng([seed & 0xFFFFFFFF, at])) if t == at else s
+
+    return Burst()
 
 
 @main.command("vectors")

@@ -12,6 +12,8 @@ Fragments are written by the commands they record:
 * docs/results/schedules.md:            `python scripts/schedules_report.py --write docs/results/schedules.md`
 * docs/results/bench.md:                `python scripts/bench_step.py --write docs/results/bench.md`
 * docs/results/firmware.md:             `python scripts/firmware_report.py --write docs/results/firmware.md`
+* docs/results/robustness.md:           `python scripts/robustness_report.py ... --write docs/results/robustness.md`
+  (and robustness_notes.md: the reading of those tables, prose)
 """
 
 from __future__ import annotations
@@ -97,6 +99,10 @@ def main() -> None:
         "## Deployment targets: TFLite Micro, Ethos-U (vela), C firmware on Cortex-M4",
         "",
         fragment("deploy.md", "not measured yet"),
+        "## Robustness: hardware faults and input corruptions, against a baseline CNN",
+        "",
+        (RESULTS / "robustness_notes.md").read_text().strip() + "\n" if (RESULTS / "robustness_notes.md").is_file() else "",
+        fragment("robustness.md", "not measured yet"),
         "## Update schedules on the integer simulator",
         "",
         fragment("schedules.md", "not measured yet"),

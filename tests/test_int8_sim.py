@@ -623,3 +623,18 @@ def test_the_int8_files_signature_runs_the_step_like_its_graph_output(int8_files
     (got,) = out.values()
     assert got.shape == expected.shape and got.dtype == np.int8
     np.testing.assert_array_equal(got, expected)
+
+
+def test_skipping_resting_cells_in_the_add_changes_no_bit(int8_files, monkeypatch):
+    """The step adds only the firing cells' updates when a resting cell's ADD is the identity; with
+    the shortcut off (the ADD over every cell) the next states are the same, on random states."""
+    rng = np.random.default_rng(5)
+    for variant in int8_files:
+        p = _params(int8_files[variant])
+        assert int8.resting_is_identity(p)
+        s = rng.integers(-128, 128, size=(3, 12, 12, p.channels)).astype(np.int8)
+        fire = rng.random((3, 12, 12)) < 0.5
+        fast = int8.step(p, s, fire)
+        monkeypatch.setattr(int8, "resting_is_identity", lambda params: False)
+        assert np.array_equal(int8.step(p, s, fire), fast), variant
+        monkeypatch.undo()

@@ -1,0 +1,115 @@
+"""The baseline CNN (``nca_edge.baseline``) as a full-integer ``tflite-int8`` file, and its
+integer parameters for ``firmware_sim.cnn``.
+
+The PyTorch weights go into the same network in Keras (HWIO kernels; the fc layer already
+reads (H, W, C)), which TFLite's converter quantizes with a representative set of training
+images: int8 input (the grey image, g / 255) and int8 logits, per-channel int8 kernels, int32
+biases. ``quantization`` reads the file back into the dict ``firmware_sim.cnn.derive`` takes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nca_edge.baseline import CNN, GRID
+from nca_edge.errors import NCAEdgeError
+
+
+def keras_cnn(model: CNN):
+    from nca_edge.larq_mirror import _tf
+
+    tf, _ = _tf()
+    keras = tf.keras
+    x = inp = keras.Input((GRID, GRID, 1), batch_size=1, name="image")
+    convs = []
+    for i, c in enumerate(model.convs):
+        layer = keras.layers.Conv2D(c.out_channels, 3, strides=2, padding="valid", activation="relu", name=f"conv{i + 1}")
+        x = layer(x)
+        convs.append((layer, c))
+    x = keras.layers.Flatten(name="flatten")(x)
+    fc = keras.layers.Dense(model.cfg.n_classes, name="fc")
+    km = keras.Model(inp, fc(x), name="cnn_baseline")
+    for layer, c in convs:
+        layer.set_weights([np.transpose(c.weight.detach().numpy(), (2, 3, 1, 0)), c.bias.detach().numpy()])
+    fc.set_weights([model.fc.weight.detach().numpy().T, model.fc.bias.detach().numpy()])
+    return km
+
+
+def tflite_int8_bytes(model: CNN, calibration: np.ndarray) -> bytes:
+    """``calibration``: uint8 training images [N, 28, 28] for the converter's ranges."""
+    from nca_edge.larq_mirror import _tf, quiet_stderr
+
+    tf, _ = _tf()
+    km = keras_cnn(model)
+
+    def representative():
+        for g in calibration:
+            yield [(np.asarray(g, np.float32) / np.float32(255.0))[None, :, :, None]]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(km)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    import warnings
+
+    with warnings.catch_warnings(), quiet_stderr():
+        warnings.simplefilter("ignore", UserWarning)
+        return converter.convert()
+
+
+def interpreter(data: bytes):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from nca_edge.larq_mirror import quiet_stderr
+
+    with quiet_stderr():
+        it = Interpreter(model_content=data, experimental_op_resolver_type=_reference())
+        it.allocate_tensors()
+    return it
+
+
+def _reference():
+    from ai_edge_litert.interpreter import OpResolverType
+
+    return OpResolverType.BUILTIN_REF
+
+
+def quantization(it) -> dict:
+    """The dict for ``firmware_sim.cnn.derive`` from an allocated interpreter of the file."""
+    tensors = {t["index"]: t for t in it.get_tensor_details()}
+    ops = [o for o in it._get_ops_details() if o["op_name"] != "DELEGATE"]
+    names = [o["op_name"] for o in ops]
+    if not set(names) <= {"CONV_2D", "RESHAPE", "FULLY_CONNECTED"} or names.count("FULLY_CONNECTED") != 1:
+        raise NCAEdgeError(f"not the baseline CNN graph nca-edge exports (ops {names})")
+
+    def qp(i: int) -> tuple[float, int]:
+        p = tensors[int(i)]["quantization_parameters"]
+        return float(p["scales"][0]), int(p["zero_points"][0])
+
+    def layer(op, relu: bool) -> dict:
+        w_i, b_i = int(op["inputs"][1]), int(op["inputs"][2])
+        ws = tensors[w_i]["quantization_parameters"]
+        if np.any(ws["zero_points"] != 0):
+            raise NCAEdgeError("kernel zero points must be 0 (symmetric int8)")
+        return {"weight": it.get_tensor(w_i).astype(np.int8), "weight_scales": np.asarray(ws["scales"], np.float32),
+                "bias": it.get_tensor(b_i).astype(np.int32), "output": qp(op["outputs"][0]), "relu": relu}
+
+    convs = [layer(o, relu=True) for o in ops if o["op_name"] == "CONV_2D"]
+    fc = layer(next(o for o in ops if o["op_name"] == "FULLY_CONNECTED"), relu=False)
+    return {"input": tuple(it.get_input_details()[0]["quantization"]), "convs": convs, "fc": fc}
+
+
+def run_tflite(it, grey: np.ndarray) -> np.ndarray:
+    """int8 logits [B, classes] from the TFLite interpreter (one image per invoke)."""
+    from firmware_sim.int8 import _pixel_lut
+
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    lut = _pixel_lut(*(float(np.float32(v)) if i == 0 else int(v) for i, v in enumerate(inp["quantization"])))
+    res = []
+    for g in grey:
+        it.set_tensor(inp["index"], lut[g][None, :, :, None])
+        it.invoke()
+        res.append(it.get_tensor(out["index"])[0].copy())
+    return np.stack(res)
