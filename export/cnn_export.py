@@ -1,10 +1,13 @@
 """The baseline CNN (``nca_edge.baseline``) as a full-integer ``tflite-int8`` file, and its
 integer parameters for ``firmware_sim.cnn``.
 
-The PyTorch weights go into the same network in Keras (HWIO kernels; the fc layer already
-reads (H, W, C)), which TFLite's converter quantizes with a representative set of training
-images: int8 input (the grey image, g / 255) and int8 logits, per-channel int8 kernels, int32
-biases. ``quantization`` reads the file back into the dict ``firmware_sim.cnn.derive`` takes.
+The PyTorch weights go into the same network in Keras (HWIO kernels; the fully connected layer,
+which reads the last map in (H, W, C) order, becomes a convolution covering that map), which
+TFLite's converter quantizes with a representative set of training images: int8 input (the grey
+image, g / 255) and int8 logits, per-channel int8 kernels, int32 biases. Only CONV_2D and
+RESHAPE: no FULLY_CONNECTED, whose int8 rescaling differs between TFLite's reference kernels
+(double precision) and TFLite Micro (fixed point). ``quantization`` reads the file back into the
+dict ``firmware_sim.cnn.derive`` takes.
 """
 
 from __future__ import annotations
@@ -26,12 +29,13 @@ def keras_cnn(model: CNN):
         layer = keras.layers.Conv2D(c.out_channels, 3, strides=2, padding="valid", activation="relu", name=f"conv{i + 1}")
         x = layer(x)
         convs.append((layer, c))
-    x = keras.layers.Flatten(name="flatten")(x)
-    fc = keras.layers.Dense(model.cfg.n_classes, name="fc")
-    km = keras.Model(inp, fc(x), name="cnn_baseline")
+    g = model.cfg.feature_grid()
+    head = keras.layers.Conv2D(model.cfg.n_classes, g, padding="valid", name="head")
+    km = keras.Model(inp, keras.layers.Flatten(name="logits")(head(x)), name="cnn_baseline")
     for layer, c in convs:
         layer.set_weights([np.transpose(c.weight.detach().numpy(), (2, 3, 1, 0)), c.bias.detach().numpy()])
-    fc.set_weights([model.fc.weight.detach().numpy().T, model.fc.bias.detach().numpy()])
+    w = model.fc.weight.detach().numpy().reshape(model.cfg.n_classes, g, g, -1)  # (H, W, C) order: OHWI
+    head.set_weights([np.transpose(w, (1, 2, 3, 0)), model.fc.bias.detach().numpy()])
     return km
 
 
@@ -81,7 +85,7 @@ def quantization(it) -> dict:
     tensors = {t["index"]: t for t in it.get_tensor_details()}
     ops = [o for o in it._get_ops_details() if o["op_name"] != "DELEGATE"]
     names = [o["op_name"] for o in ops]
-    if not set(names) <= {"CONV_2D", "RESHAPE", "FULLY_CONNECTED"} or names.count("FULLY_CONNECTED") != 1:
+    if names[-1:] != ["RESHAPE"] or set(names[:-1]) != {"CONV_2D"}:
         raise NCAEdgeError(f"not the baseline CNN graph nca-edge exports (ops {names})")
 
     def qp(i: int) -> tuple[float, int]:
@@ -96,9 +100,9 @@ def quantization(it) -> dict:
         return {"weight": it.get_tensor(w_i).astype(np.int8), "weight_scales": np.asarray(ws["scales"], np.float32),
                 "bias": it.get_tensor(b_i).astype(np.int32), "output": qp(op["outputs"][0]), "relu": relu}
 
-    convs = [layer(o, relu=True) for o in ops if o["op_name"] == "CONV_2D"]
-    fc = layer(next(o for o in ops if o["op_name"] == "FULLY_CONNECTED"), relu=False)
-    return {"input": tuple(it.get_input_details()[0]["quantization"]), "convs": convs, "fc": fc}
+    convs = [o for o in ops if o["op_name"] == "CONV_2D"]
+    return {"input": tuple(it.get_input_details()[0]["quantization"]),
+            "convs": [layer(o, relu=i < len(convs) - 1) for i, o in enumerate(convs)]}
 
 
 def run_tflite(it, grey: np.ndarray) -> np.ndarray:

@@ -182,6 +182,10 @@ class CAFault:
             return F.flip_bits(s, self.rate, self.rng)
         return s
 
+    def mutated(self, ids, t, s):
+        """The mutation gives every cell the new digit's pixel: dead cells stay dead."""
+        return F.kill(self.p, s, self.dead) if self.fault == "dead_cells" else s
+
 
 def ca_row(step: int8.Int8Step, ca: dict, grey: np.ndarray, labels: np.ndarray, fault: str, rate: float,
            rate_index: int, seed: int, steps: int, progress=None) -> dict:

@@ -28,7 +28,10 @@ from .int8 import Conv, Int8Step
 
 
 def _positions(rng: np.random.Generator, n_bits: int, rate: float) -> np.ndarray:
-    """Distinct bit positions, each of n_bits chosen with probability rate (binomial count)."""
+    """Distinct bit positions, about rate x n_bits of them: a binomial count k of draws with
+    replacement, coinciding draws merged (a bit is hit with probability 1 - (1 - 1/n)^k, rate
+    within a relative rate / 2: 0.5% fewer hits at rate 1e-2); above k = n/4, each bit is drawn
+    on its own with probability rate."""
     k = int(rng.binomial(n_bits, min(max(rate, 0.0), 1.0)))
     if k == 0:
         return np.zeros(0, np.int64)
@@ -94,12 +97,12 @@ def weight_faults(params, kind: str, rate: float, rng: np.random.Generator):
     hit = lambda c: replace(c, weight=fault_kernel(c.weight, kind, rate, rng))  # noqa: E731
     if isinstance(params, Int8Step):
         return replace(params, conv1=hit(params.conv1), conv2=hit(params.conv2), conv3=hit(params.conv3))
-    return replace(params, convs=tuple(hit(c) for c in params.convs), fc=hit(params.fc))
+    return replace(params, convs=tuple(hit(c) for c in params.convs), head=hit(params.head))
 
 
 def stored_kernel_bits(params) -> int:
     convs: list[Conv] = ([params.conv1, params.conv2, params.conv3] if isinstance(params, Int8Step)
-                         else [*params.convs, params.fc])
+                         else list(params.layers()))
     return sum(kernel_bits(c.weight) for c in convs)
 
 

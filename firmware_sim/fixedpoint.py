@@ -73,26 +73,6 @@ def multiply_by_quantized_multiplier(x, multiplier, shift) -> np.ndarray:
     return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(shifted, multiplier), right)
 
 
-def multiply_by_quantized_multiplier_int64(x, multiplier, shift) -> np.ndarray:
-    """TFLite's MultiplyByQuantizedMultiplier for an int64 x: one rounding, with the Q31
-    multiplier reduced to 16 bits (what the reference per-channel FULLY_CONNECTED uses)::
-
-        m16   = (m + 2**15) >> 16  if m < 0x7FFF0000 else 0x7FFF
-        total = 15 - shift
-        y     = (x * m16 + 2**(total - 1)) >> total     # >> is arithmetic (rounds half up)
-    """
-    x = np.asarray(x, dtype=np.int64)
-    m = np.asarray(multiplier, dtype=np.int64)
-    shift = np.asarray(shift, dtype=np.int64)
-    if np.any((shift < -31) | (shift > 7)):
-        raise ValueError("shift must be in [-31, 7]")
-    if np.any((x < -(1 << 47)) | (x >= 1 << 47)):
-        raise OverflowError("x must lie in [-2**47, 2**47)")
-    m16 = np.where(m < 0x7FFF0000, (m + (1 << 15)) >> 16, np.int64(0x7FFF))
-    total = 15 - shift
-    return (x * m16 + (np.int64(1) << (total - 1))) >> total
-
-
 def quantize_multiplier(real_multiplier: float) -> tuple[int, int]:
     """TFLite's QuantizeMultiplier: real M -> (Q31 multiplier m, shift). Offline only."""
     if real_multiplier < 0:

@@ -213,7 +213,8 @@ def int_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     result, in any summation order, is the integer result; beyond that, int64 numpy does it."""
     if not (a.size and b.size):
         return np.zeros((a.shape[0], b.shape[1]), np.int64)
-    if float(np.abs(a).max()) * float(np.abs(b).max()) * a.shape[-1] < 2.0**53:
+    span = lambda m: max(int(m.max()), -int(m.min()))  # noqa: E731  (max |m|, also for int8 -128)
+    if float(span(a)) * float(span(b)) * a.shape[-1] < 2.0**53:
         return (np.asarray(a, np.float64) @ np.asarray(b, np.float64)).astype(np.int64)
     return np.asarray(a, np.int64) @ np.asarray(b, np.int64)
 

@@ -56,8 +56,9 @@ def run_int8(params, grey: np.ndarray, labels: np.ndarray, n_classes: int = 10, 
 
     ``fault`` (``nca-edge robustness``): an object with any of ``params(params, ids)`` (the
     parameters a batch of digits runs with, e.g. faulty weights), ``fire(ids, t, fire)`` (the
-    fire mask actually applied at step t) and ``state(ids, t, state)`` (the state after step t,
-    and with t = -1 the seed state: memory upsets, dead cells), each returning its new value.
+    fire mask actually applied at step t), ``state(ids, t, state)`` (the state after step t,
+    and with t = -1 the seed state: memory upsets, dead cells) and ``mutated(ids, t, state)``
+    (the state just after the mutation before step t), each returning its new value.
     """
     from . import int8
     from .prng import fire_mask
@@ -72,7 +73,8 @@ def run_int8(params, grey: np.ndarray, labels: np.ndarray, n_classes: int = 10, 
     agree_last = np.zeros(n, bool)
     rec = np.full((n, steps, h, w), -1, np.int8) if record_labels else None
     hook = lambda name: getattr(fault, name, None) or (lambda ids, t, x: x)  # noqa: E731
-    batch_params, fire_hook, state_hook = getattr(fault, "params", None), hook("fire"), hook("state")
+    batch_params, fire_hook, state_hook, mutated_hook = (getattr(fault, "params", None), hook("fire"), hook("state"),
+                                                         hook("mutated"))
     runner = Runner(params, schedule, seed=mask_seed)
     for start in range(0, n, batch):
         ids = np.arange(start, min(start + batch, n))
@@ -83,7 +85,7 @@ def run_int8(params, grey: np.ndarray, labels: np.ndarray, n_classes: int = 10, 
         runner.reset()
         for t in range(steps):
             if t == mutate_at:
-                s = int8.mutate(params, s, grey[targets[ids]])
+                s = mutated_hook(ids, t, int8.mutate(params, s, grey[targets[ids]]))
                 y = labels[targets[ids]]
             s = runner.step(s, fire_hook(ids, t, fire_mask(mask_seed, ids, t, h, w, fire_rate)), t, ids)
             s = state_hook(ids, t, s)

@@ -515,7 +515,7 @@ def simulate_cmd(model, image, digit, steps, schedule, mask_seed, gif, every, bu
         if digit >= len(d.test_x):
             raise NCAEdgeError(f"--digit {digit}: the test set has {len(d.test_x)} digits")
         grey, label = d.test_x[digit], d.test_y[digit: digit + 1]
-    fault = _burst(burst, mask_seed) if burst else None
+    fault = _burst(burst, mask_seed, steps) if burst is not None else None
     step, ca = _int8_step(model)
     try:
         r = run_int8(step, grey[None], label, ca["n_classes"], steps, None, mask_seed, schedule, ca["fire_rate"],
@@ -546,9 +546,10 @@ def baseline_group():
               help="Checkpoint path without extension.  [default: runs/baselines/NAME]")
 @click.option("--epochs", type=click.IntRange(min=0), default=None, help="Override the epochs (3).")
 @click.option("--seed", type=int, default=None, help="Override the seed (0).")
+@click.option("--force", is_flag=True, help="Replace an existing checkpoint at --out.")
 @click.option("--no-progress", is_flag=True)
 @dataset_options
-def baseline_train(name, out, epochs, seed, no_progress, dataset, data_dir):
+def baseline_train(name, out, epochs, seed, force, no_progress, dataset, data_dir):
     """Train the baseline NAME (a few minutes on one CPU thread) and record its int8 accuracy."""
     import numpy as np
 
@@ -563,6 +564,8 @@ def baseline_train(name, out, epochs, seed, no_progress, dataset, data_dir):
                     **({"seed": seed} if seed is not None else {}))
     d = load_digits(dataset, data_dir)
     out = out or Path("runs/baselines") / name
+    if (out.parent / (out.name + ".json")).exists() and not force:
+        raise NCAEdgeError(f"{out}.json exists; pass --force to replace it")
     click.echo(f"training {name}: widths {list(cfg.widths)}, {cfg.parameters():,} parameters, {cfg.epochs} epochs, seed {cfg.seed}")
     model, meta = train_cnn(cfg, d, progress=not no_progress)
     p = baseline_model_int8(model, d)
@@ -632,16 +635,26 @@ def robustness_cmd(variants, baselines, no_baseline, faults, digits, seed, steps
     bad = sorted(set(faults) - set(rb.FAULTS))
     if bad:
         raise NCAEdgeError(f"unknown fault(s) {', '.join(bad)}: choose from {', '.join(rb.FAULTS)}")
+    from .baseline import resolve as resolve_baseline
+    from .checkpoint import resolve_model
+
+    for v in variants:
+        resolve_model(v)  # a missing model is one line now, not after the others' derivation
+    for b in baselines:
+        resolve_baseline(b)
     d = load_digits("mnist", None)
-    rows = rb.robustness(variants, baselines, d, digits, seed=seed, faults=list(faults) or None, steps=int(steps),
-                         progress=not no_progress, log=lambda m: click.echo(m, err=True))
+    try:
+        rows = rb.robustness(variants, baselines, d, digits, seed=seed, faults=list(faults) or None, steps=int(steps),
+                             progress=not no_progress, log=lambda m: click.echo(m, err=True))
+    except ValueError as e:  # e.g. a model whose ADD cannot run the stale schedule
+        raise NCAEdgeError(str(e)) from None
     click.echo(rb.table(rows, fmt), nl=False)
     if plot_dir is not None:
         paths = rb.plot(rows, plot_dir)
         click.echo(f"wrote {len(paths)} figures into {plot_dir}/", err=True)
 
 
-def _burst(spec: str, seed: int):
+def _burst(spec: str, seed: int, steps: int):
     """--burst STEP:RATE -> the hooks run_int8 takes: flip the state's bits once, after step STEP."""
     import numpy as np
 
@@ -650,10 +663,11 @@ def _burst(spec: str, seed: int):
     try:
         at, rate = spec.split(":")
         at, rate = int(at), float(rate)
-        if at < 0 or not 0.0 <= rate <= 1.0:
+        if not 0 <= at < steps - 1 or not 0.0 <= rate <= 1.0:
             raise ValueError
     except ValueError:
-        raise NCAEdgeError(f"--burst {spec!r}: give STEP:RATE, a step >= 0 and a rate in [0, 1] (e.g. 100:0.02)") from None
+        raise NCAEdgeError(f"--burst {spec!r}: give STEP:RATE, a step in [0, {steps - 2}] (before the last of --steps "
+                           f"{steps}) and a rate in [0, 1], e.g. 100:0.02") from None
 
     class Burst:
         def state(self, ids, t, s):

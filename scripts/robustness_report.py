@@ -70,6 +70,7 @@ def main() -> None:
     ap.add_argument("--variant", action="append", default=None, help="CA model (repeat); default float, bwn, ban, bnn")
     ap.add_argument("--baseline", action="append", default=None, help="baseline CNN (repeat); default all shipped")
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--no-ca", action="store_true", help="baselines only")
     ap.add_argument("--fault", action="append", default=None)
     ap.add_argument("--digits", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
@@ -80,10 +81,12 @@ def main() -> None:
                     help="measure nothing: make the fragment from these earlier runs' rows")
     a = ap.parse_args()
     if a.combine:
-        rows = [r for f in a.combine for r in json.loads(f.read_text())]
-        old = []
+        rows = {}
+        for f in a.combine:  # a later file's row replaces an earlier one's for the same model, fault and rate
+            rows.update({(r["model"], r["fault"], r["rate"]): r for r in json.loads(f.read_text())})
+        rows, old = list(rows.values()), []
     else:
-        variants = a.variant or ["float", "bwn", "ban", "bnn"]
+        variants = [] if a.no_ca else (a.variant or ["float", "bwn", "ban", "bnn"])
         baselines = [] if a.no_baseline else (a.baseline or shipped_baselines())
         rows = rb.robustness(variants, baselines, load_digits("mnist"), a.digits, seed=a.seed, faults=a.fault,
                              progress=not a.no_progress, log=lambda m: print(m, file=sys.stderr))
