@@ -98,7 +98,7 @@ def main() -> None:
             keep = {(r["model"], r["fault"], r["rate"]) for r in rows}
             old = [r for r in json.loads(a.write.with_suffix(".json").read_text())
                    if (r["model"], r["fault"], r["rate"]) not in keep]
-    order = {m: i for i, m in enumerate(["float", "bwn", "ban", "bnn"])}
+    order = {m: i for i, m in enumerate(["float", "bwn", "ban", "bnn"] + shipped_baselines())}
     rows = sorted(old + rows, key=lambda r: (r["kind"] != "ca", order.get(r["model"], 9), r["model"],
                                               rb.FAULTS.index(r["fault"]), r["rate"]))
     figures = None
