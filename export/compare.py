@@ -223,11 +223,14 @@ def plot(rows: list[dict], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6.5, 4.5), constrained_layout=True)
     pts = sorted((r["packed_bytes"], r["accuracy_200"] or 0.0, r["model"], r["variant"] == "cnn") for r in rows)
+    baseline_offsets = iter([(6, -14), (-44, -14), (4, 6)] * len(pts))  # neighbouring baselines: labels apart
     for size, acc, name, cnn in pts:
         ax.scatter(size, acc, s=40, marker="s" if cnn else "o", facecolors="none" if cnn else None,
                    edgecolors="grey" if cnn else None)
-        ax.annotate(name + (" (CNN baseline)" if cnn else ""), (size, acc), textcoords="offset points", xytext=(6, 4),
+        ax.annotate(name, (size, acc), textcoords="offset points", xytext=next(baseline_offsets) if cnn else (6, 4),
                     color="grey" if cnn else None, fontsize=8 if cnn else None)
+    if any(p[3] for p in pts):
+        ax.scatter([], [], marker="s", facecolors="none", edgecolors="grey", label="int8 CNN baselines (accuracy)")
     front, best = [], -1.0
     for size, acc, _, cnn in pts:
         if cnn:
@@ -237,6 +240,7 @@ def plot(rows: list[dict], path: Path) -> None:
             best = acc
     if len(front) > 1:
         ax.plot(*zip(*front), ls="--", color="grey", lw=1, label="Pareto front (CA variants)")
+    if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="lower right")
     ax.set_xscale("log")
     ax.set_xlabel("packed bytes (weights + per-channel constants)")
