@@ -25,7 +25,7 @@ from nca_edge.baseline import shipped_baselines  # noqa: E402
 from nca_edge.data import load_digits  # noqa: E402
 
 
-def fragment(rows: list[dict], figures: str | None) -> str:
+def fragment(rows: list[dict], figures: str | None, combined_by: str = "") -> str:
     models = list(dict.fromkeys(r["model"] for r in rows))
     kinds = {r["model"]: r["kind"] for r in rows}
     lines = ["# Robustness", "",
@@ -62,6 +62,8 @@ def fragment(rows: list[dict], figures: str | None) -> str:
             lines += [f"![{fault}]({figures}/robustness_{fault}.png)", ""]
     cmds = list(dict.fromkeys(r.get("command", "") for r in rows if r.get("command")))
     lines += ["Commands:", ""] + [f"    {c}" for c in cmds] + [""]
+    if combined_by:
+        lines += ["Combined into this page by:", "", f"    {combined_by}", ""]
     return "\n".join(lines)
 
 
@@ -106,7 +108,7 @@ def main() -> None:
         fig_dir = a.write.with_suffix("")
         rb.plot(rows, fig_dir)
         figures = f"results/{fig_dir.name}"
-    publish(fragment(rows, figures), rows, a.write)
+    publish(fragment(rows, figures, command() if a.combine else ""), rows, a.write)
 
 
 if __name__ == "__main__":
