@@ -41,26 +41,15 @@ def keras_cnn(model: CNN):
 
 def tflite_int8_bytes(model: CNN, calibration: np.ndarray) -> bytes:
     """``calibration``: uint8 training images [N, 28, 28] for the converter's ranges."""
-    from nca_edge.larq_mirror import _tf, quiet_stderr
+    from .tflite_export import int8_convert
 
-    tf, _ = _tf()
     km = keras_cnn(model)
 
     def representative():
         for g in calibration:
             yield [(np.asarray(g, np.float32) / np.float32(255.0))[None, :, :, None]]
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(km)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    import warnings
-
-    with warnings.catch_warnings(), quiet_stderr():
-        warnings.simplefilter("ignore", UserWarning)
-        return converter.convert()
+    return int8_convert(km, representative)
 
 
 def interpreter(data: bytes):
@@ -82,27 +71,17 @@ def _reference():
 
 def quantization(it) -> dict:
     """The dict for ``firmware_sim.cnn.derive`` from an allocated interpreter of the file."""
+    from .int8_graph import conv_quantization
+
     tensors = {t["index"]: t for t in it.get_tensor_details()}
     ops = [o for o in it._get_ops_details() if o["op_name"] != "DELEGATE"]
     names = [o["op_name"] for o in ops]
     if names[-1:] != ["RESHAPE"] or set(names[:-1]) != {"CONV_2D"}:
         raise NCAEdgeError(f"not the baseline CNN graph nca-edge exports (ops {names})")
 
-    def qp(i: int) -> tuple[float, int]:
-        p = tensors[int(i)]["quantization_parameters"]
-        return float(p["scales"][0]), int(p["zero_points"][0])
-
-    def layer(op, relu: bool) -> dict:
-        w_i, b_i = int(op["inputs"][1]), int(op["inputs"][2])
-        ws = tensors[w_i]["quantization_parameters"]
-        if np.any(ws["zero_points"] != 0):
-            raise NCAEdgeError("kernel zero points must be 0 (symmetric int8)")
-        return {"weight": it.get_tensor(w_i).astype(np.int8), "weight_scales": np.asarray(ws["scales"], np.float32),
-                "bias": it.get_tensor(b_i).astype(np.int32), "output": qp(op["outputs"][0]), "relu": relu}
-
     convs = [o for o in ops if o["op_name"] == "CONV_2D"]
     return {"input": tuple(it.get_input_details()[0]["quantization"]),
-            "convs": [layer(o, relu=i < len(convs) - 1) for i, o in enumerate(convs)]}
+            "convs": [conv_quantization(it, tensors, o, relu=i < len(convs) - 1) for i, o in enumerate(convs)]}
 
 
 def run_tflite(it, grey: np.ndarray) -> np.ndarray:

@@ -66,6 +66,25 @@ def step_ops(it) -> dict:
             "muls": [o for o in ops if o["op_name"] == "MUL"], "add": next(o for o in ops if o["op_name"] == "ADD")}
 
 
+def tensor_qp(tensors: dict, i) -> tuple[float, int]:
+    """(scale, zero point) of a per-tensor quantized tensor; ``tensors``: index -> tensor details."""
+    p = tensors[int(i)]["quantization_parameters"]
+    if len(p["scales"]) != 1:
+        raise NCAEdgeError(f"tensor {tensors[int(i)]['name']} is not per-tensor quantized")
+    return float(p["scales"][0]), int(p["zero_points"][0])
+
+
+def conv_quantization(it, tensors: dict, op, relu: bool) -> dict:
+    """A CONV_2D's int8 kernel (OHWI), per-channel kernel scales, int32 bias and output (scale, zero
+    point), as ``firmware_sim.int8.derive`` and ``firmware_sim.cnn.derive`` take them."""
+    w_i, b_i = int(op["inputs"][1]), int(op["inputs"][2])
+    ws = tensors[w_i]["quantization_parameters"]
+    if np.any(ws["zero_points"] != 0):
+        raise NCAEdgeError("kernel zero points must be 0 (symmetric int8)")
+    return {"weight": it.get_tensor(w_i).astype(np.int8), "weight_scales": np.asarray(ws["scales"], np.float32),
+            "bias": it.get_tensor(b_i).astype(np.int32), "output": tensor_qp(tensors, op["outputs"][0]), "relu": relu}
+
+
 def quantization(it) -> dict:
     """The dict for ``firmware_sim.int8.derive`` from an allocated interpreter ``it``.
 
@@ -74,19 +93,8 @@ def quantization(it) -> dict:
     tensors = {t["index"]: t for t in it.get_tensor_details()}
     roles = step_ops(it)
 
-    def qp(i: int) -> tuple[float, int]:
-        p = tensors[int(i)]["quantization_parameters"]
-        if len(p["scales"]) != 1:
-            raise NCAEdgeError(f"tensor {tensors[int(i)]['name']} is not per-tensor quantized")
-        return float(p["scales"][0]), int(p["zero_points"][0])
-
-    def conv_dict(op, relu: bool) -> dict:
-        w_i, b_i = int(op["inputs"][1]), int(op["inputs"][2])
-        ws = tensors[w_i]["quantization_parameters"]
-        if np.any(ws["zero_points"] != 0):
-            raise NCAEdgeError("kernel zero points must be 0 (symmetric int8)")
-        return {"weight": it.get_tensor(w_i).astype(np.int8), "weight_scales": np.asarray(ws["scales"], np.float32),
-                "bias": it.get_tensor(b_i).astype(np.int32), "output": qp(op["outputs"][0]), "relu": relu}
+    qp = lambda i: tensor_qp(tensors, i)  # noqa: E731
+    conv_dict = lambda op, relu: conv_quantization(it, tensors, op, relu)  # noqa: E731
 
     state_in = next(d for d in it.get_input_details() if "state" in d["name"])
     fire_in = next(d for d in it.get_input_details() if "fire" in d["name"])

@@ -104,11 +104,8 @@ def tflite_int8_bytes(model: CAModel, samples, height: int = 28, width: int = 28
     Kernels are int8 per output channel (scale max|W[o]| / 127), so a binary kernel +-alpha_o
     is stored exactly as +-127 with scale alpha_o / 127; biases int32.
     """
-    from nca_edge.larq_mirror import _tf
-
     from .calibrate import calibration_batches
 
-    tf, _ = _tf()
     if model.cfg.binary_activations:
         km = int8_keras_step(model, height, width, batch)
     else:
@@ -117,17 +114,7 @@ def tflite_int8_bytes(model: CAModel, samples, height: int = 28, width: int = 28
     def representative():
         yield from calibration_batches(samples, batch)
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(km)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    import warnings
-
-    with warnings.catch_warnings():  # "Statistics for quantized inputs were expected": the converter's own
-        warnings.simplefilter("ignore", UserWarning)  # calibration covers the inputs
-        converted = _quiet(converter.convert)
+    converted = int8_convert(km, representative)
     from .integer_only import integer_only
     from .packed_export import int8_step_from_tflite
     from .row_bands import row_bands
@@ -135,6 +122,25 @@ def tflite_int8_bytes(model: CAModel, samples, height: int = 28, width: int = 28
     data = row_bands(integer_only(converted))
     int8_step_from_tflite(data)  # firmware_sim's derive: raises OverflowError if acc << shift could overflow int32
     return data
+
+
+def int8_convert(km, representative) -> bytes:
+    """TFLite's full-integer conversion of a Keras model: int8 inputs and outputs, int8 builtins only,
+    ranges from the ``representative`` generator (what every tflite-int8 export here uses)."""
+    import warnings
+
+    from nca_edge.larq_mirror import _tf
+
+    tf, _ = _tf()
+    converter = tf.lite.TFLiteConverter.from_keras_model(km)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    with warnings.catch_warnings():  # "Statistics for quantized inputs were expected": the converter's own
+        warnings.simplefilter("ignore", UserWarning)  # calibration covers the inputs
+        return _quiet(converter.convert)
 
 
 def with_record(flatbuffer: bytes, record: bytes) -> bytes:
